@@ -1,0 +1,44 @@
+# Two commands for a fresh machine: `make run` and `make test`. Both set up .venv themselves.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8080
+export PORT
+APPS := gateway accounts organizations conversations responses inference mcp_server
+
+.PHONY: install run test lint typecheck checks pytest bench migrate
+
+$(VENV)/.installed: requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	touch $@
+
+install: $(VENV)/.installed
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+# Web (uvicorn, WEB_CONCURRENCY workers), Celery worker and beat in the foreground; Ctrl-C stops all.
+run: migrate
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(VENV)/bin/honcho start --no-prefix -f Procfile
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+
+typecheck: install
+	$(VENV)/bin/mypy $(APPS)
+
+checks: install
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+pytest: install
+	$(VENV)/bin/pytest -q
+
+# The whole suite, against PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set, else embedded.
+test: lint typecheck checks pytest
+
+bench: install
+	$(PY) bench/run.py

@@ -1,0 +1,402 @@
+"""The one settings module. Every value comes from the environment (DESIGN §3).
+
+With nothing set, the gateway runs on the embedded default: SQLite, local-memory cache,
+in-memory channel layer and a filesystem Celery broker, so `make run` works on a bare machine.
+`GATEWAY_ENV=prod` refuses to boot while any secret still has its development default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import django_stubs_ext
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+django_stubs_ext.monkeypatch()
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+if env.bool("DJANGO_READ_DOT_ENV_FILE", default=False):
+    env.read_env(str(BASE_DIR / ".env"))
+
+DATA_DIR = Path(env.str("GATEWAY_DATA_DIR", default=str(BASE_DIR / ".data")))
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    """Comma-separated list, blanks dropped (the seed's format for hosts and e-mails)."""
+    return [part.strip() for part in env.str(name, default=default).split(",") if part.strip()]
+
+
+# --- Core --------------------------------------------------------------------
+GATEWAY_ENV = env.str("GATEWAY_ENV", default="dev")
+if GATEWAY_ENV not in ("dev", "test", "prod"):
+    raise ImproperlyConfigured(f"GATEWAY_ENV must be dev, test or prod, not {GATEWAY_ENV!r}.")
+IS_PROD = GATEWAY_ENV == "prod"
+IS_DEV = GATEWAY_ENV == "dev"
+GATEWAY_VERSION = "0.1.0"
+
+# Development defaults for secrets. Production refuses every one of them (see the check below).
+_DEV_SECRETS = {
+    "DJANGO_SECRET_KEY": "dev-insecure-django-secret-key-change-me-0123456789",
+    "JWT_SECRET": "dev-insecure-jwt-secret-change-me-0123456789abcdef",
+    "APIKEY_SECRET": "dev-insecure-apikey-secret-change-me-0123456789",
+    "MODEL_PROVIDER_SECRET": "dev-insecure-model-provider-secret-change-me",
+}
+
+
+def _secret(name: str) -> str:
+    value: str = env.str(name, default=_DEV_SECRETS[name])
+    if IS_PROD and (not value or value == _DEV_SECRETS[name]):
+        raise ImproperlyConfigured(
+            f"GATEWAY_ENV=prod refuses to start: {name} is unset or still the development default."
+        )
+    return value
+
+
+SECRET_KEY = _secret("DJANGO_SECRET_KEY")
+JWT_SECRET = _secret("JWT_SECRET")
+APIKEY_SECRET = _secret("APIKEY_SECRET")
+MODEL_PROVIDER_SECRET = _secret("MODEL_PROVIDER_SECRET")
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", default="*" if not IS_PROD else "")
+if IS_PROD and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("GATEWAY_ENV=prod refuses to start: DJANGO_ALLOWED_HOSTS is unset.")
+
+INSTALLED_APPS = [
+    "daphne",  # first, so `runserver` is ASGI too and streams are not buffered
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.sites",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "corsheaders",
+    "channels",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.google",
+    "gateway",
+    "accounts",
+    "organizations",
+    "inference",
+    "conversations",
+    "responses",
+    "mcp_server",
+]
+
+MIDDLEWARE = [
+    "gateway.middleware.RequestContextMiddleware",  # request id, JSON errors, access log: outermost
+    "corsheaders.middleware.CorsMiddleware",
+    "gateway.middleware.BrowserOnlyMiddleware",  # runs BROWSER_MIDDLEWARE for admin/docs pages only
+    "allauth.account.middleware.AccountMiddleware",  # natively async; allauth requires it here
+]
+BROWSER_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "gateway.urls"
+ASGI_APPLICATION = "gateway.asgi.application"
+WSGI_APPLICATION = "gateway.wsgi.application"
+APPEND_SLASH = False  # DESIGN §5: paths have no trailing slash; never redirect a POST
+SITE_ID = 1
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------
+# The seed's names first; DATABASE_URL is accepted as the primary too.
+_PRIMARY_DSN = env.str("DB_POSTGRESQL_WRITE_DSN", default="") or env.str("DATABASE_URL", default="")
+_DB_POOL = {
+    "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+    "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
+}
+
+
+def _database(dsn: str) -> dict[str, Any]:
+    config: dict[str, Any] = env.db_url_config(dsn)
+    config["ATOMIC_REQUESTS"] = False  # Django refuses it for async views; services own transactions
+    config["CONN_MAX_AGE"] = 0  # ASGI: no persistent connections, the psycopg pool instead
+    if config["ENGINE"] == "django.db.backends.postgresql":
+        config.setdefault("OPTIONS", {})["pool"] = dict(_DB_POOL)
+    return config
+
+
+if _PRIMARY_DSN:
+    DATABASES: dict[str, dict[str, Any]] = {"default": _database(_PRIMARY_DSN)}
+else:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env.str("SQLITE_PATH", default=str(DATA_DIR / "gateway.sqlite3")),
+            "ATOMIC_REQUESTS": False,
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+
+# Read replicas: DB_POSTGRESQL_READ1_DSN, DB_POSTGRESQL_READ2_DSN, ... (gateway.db_router)
+DATABASE_REPLICAS: list[str] = []
+for _index in range(1, 10):
+    _replica_dsn = env.str(f"DB_POSTGRESQL_READ{_index}_DSN", default="")
+    if not _replica_dsn:
+        continue
+    _alias = f"replica{_index}"
+    DATABASES[_alias] = _database(_replica_dsn)
+    # Tests run against one database: the replica mirrors the primary there.
+    DATABASES[_alias]["TEST"] = {"MIRROR": "default"}
+    DATABASE_REPLICAS.append(_alias)
+DATABASE_ROUTERS = ["gateway.db_router.PrimaryReplicaRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, cache, channel layer ------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery ------------------------------------------------------------------
+# No Redis: kombu's filesystem transport, so worker and beat are still real processes.
+_BROKER_DIR = DATA_DIR / "broker"
+if REDIS_URL:
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
+else:
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR / "queue"),
+        "data_folder_out": str(_BROKER_DIR / "queue"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+    for _folder in ("queue", "processed"):
+        (_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=540)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=600)
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+
+# --- Auth and identity ----------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+ORGANIZATION_ADMIN_EMAILS = env_list("ORGANIZATION_ADMIN_EMAILS")
+OAUTH2_GOOGLE_CLIENT_ID = env.str("OAUTH2_GOOGLE_CLIENT_ID", default="")
+OAUTH2_GOOGLE_CLIENT_SECRET = env.str("OAUTH2_GOOGLE_CLIENT_SECRET", default="")
+OAUTH2_GOOGLE_REDIRECT_URL = env.str("OAUTH2_GOOGLE_REDIRECT_URL", default="")
+# Configurable so tests can point Google at a local fake identity provider.
+OAUTH2_GOOGLE_AUTHORIZE_URL = env.str(
+    "OAUTH2_GOOGLE_AUTHORIZE_URL", default="https://accounts.google.com/o/oauth2/v2/auth"
+)
+OAUTH2_GOOGLE_TOKEN_URL = env.str("OAUTH2_GOOGLE_TOKEN_URL", default="https://oauth2.googleapis.com/token")
+OAUTH2_GOOGLE_CERTS_URL = env.str(
+    "OAUTH2_GOOGLE_CERTS_URL", default="https://www.googleapis.com/oauth2/v3/certs"
+)
+OAUTH2_GOOGLE_ISSUER = env.str("OAUTH2_GOOGLE_ISSUER", default="https://accounts.google.com")
+SOCIALACCOUNT_PROVIDERS = {
+    "google": {
+        "APPS": [
+            {"client_id": OAUTH2_GOOGLE_CLIENT_ID, "secret": OAUTH2_GOOGLE_CLIENT_SECRET, "key": ""},
+        ]
+        if OAUTH2_GOOGLE_CLIENT_ID
+        else [],
+        "SCOPE": ["openid", "email", "profile"],
+        "OAUTH_PKCE_ENABLED": True,
+    }
+}
+ACCESS_TOKEN_LIFETIME_SECONDS = env.int("ACCESS_TOKEN_LIFETIME_SECONDS", default=15 * 60)
+REFRESH_TOKEN_LIFETIME_SECONDS = env.int("REFRESH_TOKEN_LIFETIME_SECONDS", default=7 * 24 * 3600)
+REFRESH_COOKIE_NAME = "jan_refresh_token"
+OAUTH_STATE_COOKIE_NAME = "jan_oauth_state"
+API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=300)
+
+# --- Upstreams ------------------------------------------------------------------
+JAN_INFERENCE_MODEL_URL = env.str("JAN_INFERENCE_MODEL_URL", default="")
+MODEL_HEALTH_INTERVAL_SECONDS = env.int("MODEL_HEALTH_INTERVAL_SECONDS", default=60)
+SERPER_API_KEY = env.str("SERPER_API_KEY", default="")
+SERPER_BASE_URL = env.str("SERPER_BASE_URL", default="https://google.serper.dev")
+SERPER_SCRAPE_URL = env.str("SERPER_SCRAPE_URL", default="https://scrape.serper.dev")
+
+# --- E-mail (invites) ----------------------------------------------------------------
+SMTP_HOST = env.str("SMTP_HOST", default="")
+SMTP_PORT = env.int("SMTP_PORT", default=587)
+SMTP_USERNAME = env.str("SMTP_USERNAME", default="")
+SMTP_PASSWORD = env.str("SMTP_PASSWORD", default="")
+SMTP_SENDER_EMAIL = env.str("SMTP_SENDER_EMAIL", default="noreply@localhost")
+INVITE_REDIRECT_URL = env.str("INVITE_REDIRECT_URL", default="http://localhost:3000/invite")
+if SMTP_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST, EMAIL_PORT = SMTP_HOST, SMTP_PORT
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = SMTP_USERNAME, SMTP_PASSWORD
+    EMAIL_USE_TLS = env.bool("SMTP_USE_TLS", default=SMTP_PORT == 587)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = SMTP_SENDER_EMAIL
+
+# --- HTTP: CORS ------------------------------------------------------------------------
+# ALLOWED_CORS_HOSTS as in jan-server: exact origins, or "*suffix" entries. Unlike the seed,
+# a suffix matches only on a host boundary: "*jan.ai" admits https://chat.jan.ai and
+# https://jan.ai, never https://evil-jan.ai. A lone "*" admits every origin.
+ALLOWED_CORS_HOSTS = env_list("ALLOWED_CORS_HOSTS", default="http://localhost:3000,http://localhost:3001")
+
+
+def cors_origin_rules(entries: list[str]) -> tuple[bool, list[str], list[str]]:
+    """(allow_all, exact origins, origin regexes) for django-cors-headers."""
+    exact: list[str] = []
+    patterns: list[str] = []
+    for entry in entries:
+        if entry == "*":
+            return True, [], []
+        if entry.startswith("*"):
+            host = entry.lstrip("*").lstrip(".")
+            patterns.append(rf"^https?://([A-Za-z0-9-]+\.)*{re.escape(host)}(:\d+)?$")
+        else:
+            exact.append(entry.rstrip("/"))
+    return False, exact, patterns
+
+
+CORS_ALLOW_ALL_ORIGINS, CORS_ALLOWED_ORIGINS, CORS_ALLOWED_ORIGIN_REGEXES = cors_origin_rules(
+    ALLOWED_CORS_HOSTS
+)
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = r"^/(v1|api|healthcheck|readyz).*$"
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "authorization",
+    "content-type",
+    "origin",
+    "user-agent",
+    "x-csrftoken",
+    "x-requested-with",
+    "cache-control",
+    "x-request-id",
+    "openai-organization",
+    "openai-project",
+    "openai-beta",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "last-event-id",
+]
+CORS_EXPOSE_HEADERS = ["Mcp-Session-Id", "X-Request-ID", "Retry-After"]
+
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SESSION_COOKIE_SECURE = not IS_DEV
+CSRF_COOKIE_SECURE = not IS_DEV
+
+# --- DRF and the schema -------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "gateway.errors.drf_exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Jan API Gateway",
+    "DESCRIPTION": "OpenAI-compatible, multi-tenant API gateway.",
+    "VERSION": GATEWAY_VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
+}
+
+# --- Static files ------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+# --- Logging: JSON lines on stdout, secrets redacted (gateway.logging) -------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_context": {"()": "gateway.logging.RequestContextFilter"},
+        "redact": {"()": "gateway.logging.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        }
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+            "filters": ["request_context", "redact"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # The access log line comes from gateway.access; Django's own would be a duplicate.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# Test-only switch: lets the suite dial a loopback page that production never may.
+TESTING = "PYTEST_VERSION" in os.environ
+
+# The admin's middleware runs through gateway.middleware.BrowserOnlyMiddleware, which these
+# checks cannot see; tests/test_admin* prove the admin works.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
+
+# Reads go to replicas unless this is off (the test suite turns it off: a replica alias that
+# mirrors the test database cannot see rows written inside a test's open transaction).
+DATABASE_READ_FROM_REPLICAS = env.bool("DATABASE_READ_FROM_REPLICAS", default=True)
+
+# ASGI composition (gateway.asgi): dotted paths to factories of mounted ASGI apps and of
+# lifespan context managers. Apps register theirs here rather than editing asgi.py.
+ASGI_MOUNTS: list[str] = []
+ASGI_LIFESPAN: list[str] = []

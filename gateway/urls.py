@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from gateway import health
+
+handler400 = "gateway.errors.handler400"
+handler403 = "gateway.errors.handler403"
+handler404 = "gateway.errors.handler404"
+handler500 = "gateway.errors.handler500"
+
+urlpatterns = [
+    path("healthcheck", health.healthcheck, name="healthcheck"),
+    path("readyz", health.readyz, name="readyz"),
+    path("v1/version", health.version, name="version"),
+    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/swagger", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/swagger/index.html", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("api/docs", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin", RedirectView.as_view(url="/admin/")),
+    path("admin/", admin.site.urls),
+    path("", include("accounts.urls")),
+    path("", include("organizations.urls")),
+    path("", include("inference.urls")),
+    path("", include("conversations.urls")),
+    path("", include("responses.urls")),
+    path("", include("mcp_server.urls")),
+]

@@ -1,0 +1,8 @@
+"""Kept for tooling only; the gateway is served over ASGI (gateway.asgi)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+application = get_wsgi_application()
