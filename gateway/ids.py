@@ -14,3 +14,11 @@ def random_token(length: int) -> str:
 
 def public_id(prefix: str, length: int = 24) -> str:
     return f"{prefix}_{random_token(length)}"
+
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def random_token_alnum(length: int) -> str:
+    """Mixed-case letters and digits: about 5.95 bits each (48 chars ≈ 285 bits)."""
+    return "".join(secrets.choice(_ALNUM) for _ in range(length))

@@ -400,3 +400,23 @@ DATABASE_READ_FROM_REPLICAS = env.bool("DATABASE_READ_FROM_REPLICAS", default=Tr
 # lifespan context managers. Apps register theirs here rather than editing asgi.py.
 ASGI_MOUNTS: list[str] = []
 ASGI_LIFESPAN: list[str] = []
+
+# --- JWT (djangorestframework-simplejwt) ------------------------------------------------
+from datetime import timedelta  # noqa: E402 -- kept beside its only use
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=ACCESS_TOKEN_LIFETIME_SECONDS),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=REFRESH_TOKEN_LIFETIME_SECONDS),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    # One fixed HMAC algorithm: `alg: none` and HS/RS confusion are refused by the decoder.
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SECRET,
+    "ISSUER": "jan-gateway",
+    "USER_ID_FIELD": "public_id",
+    "USER_ID_CLAIM": "sub",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "TOKEN_TYPE_CLAIM": "token_type",
+    "JTI_CLAIM": "jti",
+}

@@ -1,0 +1,123 @@
+"""API-key lookups without the database on the hot path.
+
+Three tiers: a per-process dict (1 s), Redis (API_KEY_CACHE_SECONDS, shared by every worker and
+replica), then the database. Revoking, disabling or deleting a key deletes its Redis entry at
+once, so every worker stops accepting it when its 1 s local entry lapses. Without Redis (the
+embedded default) only the 1 s local tier exists, which keeps the same guarantee.
+
+Only the HMAC of a key is ever used as a cache key; the key itself is never stored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from gateway.redis import async_client, sync_client
+
+LOCAL_TTL_SECONDS = 1.0
+_MISSING_TTL_SECONDS = 30  # unknown keys: random strings that can never become valid later
+_PREFIX = "apikey:v1:"
+
+
+@dataclass(frozen=True)
+class KeySnapshot:
+    """What authentication needs to know about a key, valid at the time it was read."""
+
+    id: int
+    public_id: str
+    key_type: str
+    organization_id: int
+    organization_public_id: str
+    project_id: int | None
+    project_public_id: str | None
+    user_id: int | None
+    user_public_id: str | None
+    service_account_id: int | None
+    expires_at: float | None  # unix seconds
+    usable: bool  # enabled, not deleted, organization and project alive, owner enabled
+
+
+_local: dict[str, tuple[float, KeySnapshot | None]] = {}
+
+
+def _encode(snapshot: KeySnapshot | None) -> bytes:
+    return orjson.dumps(asdict(snapshot) if snapshot else None)
+
+
+def _decode(raw: bytes | str) -> KeySnapshot | None:
+    data: dict[str, Any] | None = orjson.loads(raw)
+    return KeySnapshot(**data) if data else None
+
+
+def _remember_locally(key_hash: str, snapshot: KeySnapshot | None) -> None:
+    if len(_local) > 50_000:  # bounded: garbage keys must not grow memory without limit
+        _local.clear()
+    _local[key_hash] = (time.monotonic() + LOCAL_TTL_SECONDS, snapshot)
+
+
+def _local_get(key_hash: str) -> tuple[bool, KeySnapshot | None]:
+    entry = _local.get(key_hash)
+    if entry is not None and entry[0] > time.monotonic():
+        return True, entry[1]
+    return False, None
+
+
+def _ttl(snapshot: KeySnapshot | None) -> int:
+    return int(settings.API_KEY_CACHE_SECONDS) if snapshot else _MISSING_TTL_SECONDS
+
+
+def snapshot_get(key_hash: str) -> KeySnapshot | None:
+    """Sync lookup (DRF views, MCP, Celery)."""
+    hit, snapshot = _local_get(key_hash)
+    if hit:
+        return snapshot
+    client = sync_client()
+    if client is not None:
+        raw = client.get(_PREFIX + key_hash)
+        if raw is not None:
+            snapshot = _decode(raw)
+            _remember_locally(key_hash, snapshot)
+            return snapshot
+    from organizations.selectors import api_key_snapshot_load
+
+    snapshot = api_key_snapshot_load(key_hash=key_hash)
+    if client is not None:
+        client.set(_PREFIX + key_hash, _encode(snapshot), ex=_ttl(snapshot))
+    _remember_locally(key_hash, snapshot)
+    return snapshot
+
+
+async def asnapshot_get(key_hash: str) -> KeySnapshot | None:
+    """Async lookup for the hot path: no thread hop unless the database must be asked."""
+    hit, snapshot = _local_get(key_hash)
+    if hit:
+        return snapshot
+    client = async_client()
+    if client is not None:
+        raw = await client.get(_PREFIX + key_hash)
+        if raw is not None:
+            snapshot = _decode(raw)
+            _remember_locally(key_hash, snapshot)
+            return snapshot
+    from organizations.selectors import api_key_snapshot_load
+
+    snapshot = await sync_to_async(api_key_snapshot_load)(key_hash=key_hash)
+    if client is not None:
+        await client.set(_PREFIX + key_hash, _encode(snapshot), ex=_ttl(snapshot))
+    _remember_locally(key_hash, snapshot)
+    return snapshot
+
+
+def invalidate(key_hashes: list[str]) -> None:
+    """Forget keys everywhere (called after the change commits)."""
+    for key_hash in key_hashes:
+        _local.pop(key_hash, None)
+    client = sync_client()
+    if client is not None and key_hashes:
+        client.delete(*(_PREFIX + key_hash for key_hash in key_hashes))
