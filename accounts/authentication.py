@@ -57,3 +57,13 @@ class AdminAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore
             "scheme": "bearer",
             "description": "An admin API key (sk-admin_…), or a JWT access token of an organization owner.",
         }
+
+
+def principal_of(request: Request) -> Principal:
+    """The Principal that one of the classes above put on `request.auth`, typed."""
+    principal = request.auth
+    if not isinstance(principal, Principal):
+        from gateway.errors import AuthenticationError
+
+        raise AuthenticationError("This route needs a credential.", code="missing_api_key")
+    return principal

@@ -420,3 +420,19 @@ SIMPLE_JWT = {
     "TOKEN_TYPE_CLAIM": "token_type",
     "JTI_CLAIM": "jti",
 }
+
+# --- Inference -------------------------------------------------------------------------
+UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=5.0)
+UPSTREAM_FIRST_BYTE_TIMEOUT = env.float("UPSTREAM_FIRST_BYTE_TIMEOUT", default=120.0)
+UPSTREAM_IDLE_TIMEOUT = env.float("UPSTREAM_IDLE_TIMEOUT", default=120.0)
+UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=512)
+MODEL_HEALTH_FAILURE_THRESHOLD = env.int("MODEL_HEALTH_FAILURE_THRESHOLD", default=2)
+PROVIDER_EJECT_SECONDS = env.float("PROVIDER_EJECT_SECONDS", default=30.0)
+MODEL_REGISTRY_REFRESH_SECONDS = env.float("MODEL_REGISTRY_REFRESH_SECONDS", default=2.0)
+USAGE_FLUSH_INTERVAL_SECONDS = env.float("USAGE_FLUSH_INTERVAL_SECONDS", default=1.0)
+USAGE_FLUSH_MAX_ROWS = env.int("USAGE_FLUSH_MAX_ROWS", default=200)
+CELERY_BEAT_SCHEDULE["inference-providers-poll"] = {
+    "task": "inference.tasks.providers_poll",
+    "schedule": float(MODEL_HEALTH_INTERVAL_SECONDS),
+}
+ASGI_LIFESPAN.append("inference.lifespan.lifespan")

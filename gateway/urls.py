@@ -23,8 +23,9 @@ urlpatterns = [
     path("admin", RedirectView.as_view(url="/admin/")),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
-    path("", include("organizations.urls")),
+    # inference first: its /v1/organization/models/... must win over /v1/organization/<org_id>/...
     path("", include("inference.urls")),
+    path("", include("organizations.urls")),
     path("", include("conversations.urls")),
     path("", include("responses.urls")),
     path("", include("mcp_server.urls")),

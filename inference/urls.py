@@ -1,5 +1,15 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from inference import streams, views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("v1/chat/completions", streams.chat_completions, name="chat-completions"),
+    path("v1/models", streams.models_list, name="models-list"),
+    path("v1/models/<path:model>", streams.model_retrieve, name="models-retrieve"),
+    path("v1/organization/models/providers", views.ProviderCollection.as_view(), name="providers"),
+    path(
+        "v1/organization/models/providers/<str:provider_id>", views.ProviderDetail.as_view(), name="provider"
+    ),
+]

@@ -1,0 +1,72 @@
+"""Reads for the model registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet
+
+from gateway.errors import NotFound
+from inference import crypto
+from inference.models import Provider, ProviderModel
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way to serve a model: which provider, where, with which key, for whom."""
+
+    provider_id: int
+    provider_public_id: str
+    base_url: str
+    api_key: str
+    organization_id: int | None
+    project_id: int | None
+    model_id: str
+    owned_by: str
+    created: int
+    healthy: bool
+
+    def visible_to(self, organization_id: int, project_id: int | None) -> bool:
+        if self.project_id is not None:
+            return self.project_id == project_id
+        if self.organization_id is not None:
+            return self.organization_id == organization_id
+        return True
+
+
+def routes_load() -> list[Route]:
+    """Every model of every active provider, healthy or not: the registry's one query."""
+    rows = (
+        ProviderModel.objects.filter(available=True, provider__active=True)
+        .select_related("provider")
+        .order_by("provider_id", "model_id")
+    )
+    return [
+        Route(
+            provider_id=row.provider_id,
+            provider_public_id=row.provider.public_id,
+            base_url=row.provider.base_url,
+            api_key=crypto.decrypt(row.provider.api_key_encrypted),
+            organization_id=row.provider.organization_id,
+            project_id=row.provider.project_id,
+            model_id=row.model_id,
+            owned_by=row.owned_by or row.provider.name,
+            created=row.created,
+            healthy=row.provider.healthy,
+        )
+        for row in rows
+    ]
+
+
+def provider_list(*, organization_id: int) -> QuerySet[Provider]:
+    """Providers an organization's owners manage: their own, and the global ones (read-only)."""
+    return Provider.objects.filter(
+        Q(organization_id=organization_id) | Q(organization__isnull=True, project__isnull=True)
+    )
+
+
+def provider_get(*, organization_id: int, public_id: str) -> Provider:
+    provider = provider_list(organization_id=organization_id).filter(public_id=public_id).first()
+    if provider is None:
+        raise NotFound(f"No provider with id '{public_id}'.", param="provider_id", code="provider_not_found")
+    return provider

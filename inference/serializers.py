@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from inference.models import Provider
+
+
+class ProviderCreateIn(serializers.Serializer[Any]):
+    name = serializers.CharField(max_length=200)
+    base_url = serializers.URLField(max_length=500)
+    api_key = serializers.CharField(required=False, allow_blank=True, max_length=4000, write_only=True)
+    active = serializers.BooleanField(required=False, default=True)
+    project_id = serializers.CharField(required=False, allow_null=True, max_length=40)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({sorted(unknown)[0]: "Unknown field."})
+        return attrs
+
+
+class ProviderUpdateIn(ProviderCreateIn):
+    name = serializers.CharField(max_length=200, required=False)
+    base_url = serializers.URLField(max_length=500, required=False)
+    active = serializers.BooleanField(required=False)
+
+
+class ProviderOut(serializers.Serializer[Provider]):
+    id = serializers.CharField(source="public_id")
+    object = serializers.SerializerMethodField()
+    name = serializers.CharField()
+    base_url = serializers.CharField()
+    has_api_key = serializers.SerializerMethodField()
+    active = serializers.BooleanField()
+    scope = serializers.SerializerMethodField()
+    project_id = serializers.SerializerMethodField()
+    healthy = serializers.BooleanField()
+    consecutive_failures = serializers.IntegerField()
+    last_check_at = serializers.SerializerMethodField()
+    last_error = serializers.CharField()
+    latency_ms = serializers.FloatField(allow_null=True)
+    models = serializers.SerializerMethodField()
+    created_at = serializers.SerializerMethodField()
+
+    def get_object(self, provider: Provider) -> str:
+        return "model.provider"
+
+    def get_has_api_key(self, provider: Provider) -> bool:
+        return bool(provider.api_key_encrypted)
+
+    def get_scope(self, provider: Provider) -> str:
+        return "project" if provider.project_id else "organization" if provider.organization_id else "global"
+
+    def get_project_id(self, provider: Provider) -> str | None:
+        return provider.project.public_id if provider.project else None
+
+    def get_last_check_at(self, provider: Provider) -> int | None:
+        return int(provider.last_check_at.timestamp()) if provider.last_check_at else None
+
+    def get_models(self, provider: Provider) -> list[str]:
+        return [m.model_id for m in provider.models.all() if m.available]
+
+    def get_created_at(self, provider: Provider) -> int:
+        return int(provider.created_at.timestamp())
+
+
+class ProviderListOut(serializers.Serializer[Any]):
+    object = serializers.CharField()
+    data = serializers.ListField(child=ProviderOut())  # type: ignore[assignment]  # OpenAI list field name
+
+
+class ProviderDeletedOut(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    deleted = serializers.BooleanField()

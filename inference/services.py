@@ -1,0 +1,205 @@
+"""Writes for the model registry: providers, their models, health, and the circuit breaker."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from gateway.errors import InvalidRequest
+from gateway.redis import sync_client
+from inference import crypto
+from inference.models import Provider, ProviderModel
+from inference.upstream import api_url
+from inference.upstream import sync_client as http_client
+from organizations.models import Organization, Project
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_VERSION_KEY = "inference:registry:version"
+_HEALTH_TIMEOUT_SECONDS = 10.0
+
+
+def registry_bump() -> None:
+    """Tell every web worker to reload the registry now rather than at its next periodic reload."""
+    client = sync_client()
+    if client is not None:
+        client.incr(REGISTRY_VERSION_KEY)
+
+
+def _validate_base_url(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidRequest(
+            "base_url must be an http(s) URL of an OpenAI-compatible server.", param="base_url"
+        )
+    return base_url.rstrip("/")
+
+
+@transaction.atomic
+def provider_create(
+    *,
+    name: str,
+    base_url: str,
+    api_key: str = "",
+    active: bool = True,
+    organization: Organization | None = None,
+    organization_id: int | None = None,
+    project: Project | None = None,
+    is_default: bool = False,
+) -> Provider:
+    if organization is not None:
+        organization_id = organization.pk
+    if project is not None and project.organization_id != organization_id:
+        raise InvalidRequest("The project is not in this organization.", param="project_id")
+    provider = Provider.objects.create(
+        name=name,
+        base_url=_validate_base_url(base_url),
+        api_key_encrypted=crypto.encrypt(api_key),
+        active=active,
+        organization_id=organization_id,
+        project=project,
+        is_default=is_default,
+    )
+    transaction.on_commit(registry_bump)
+    return provider
+
+
+@transaction.atomic
+def provider_update(*, provider: Provider, **changes: Any) -> Provider:
+    if "base_url" in changes:
+        provider.base_url = _validate_base_url(changes.pop("base_url"))
+    if "api_key" in changes:
+        provider.api_key_encrypted = crypto.encrypt(changes.pop("api_key") or "")
+    for field in ("name", "active"):
+        if field in changes:
+            setattr(provider, field, changes.pop(field))
+    provider.save()
+    transaction.on_commit(registry_bump)
+    return provider
+
+
+@transaction.atomic
+def provider_delete(*, provider: Provider) -> None:
+    provider.delete()
+    transaction.on_commit(registry_bump)
+
+
+def provider_ensure_default() -> Provider | None:
+    """Keep the provider named by JAN_INFERENCE_MODEL_URL registered and pointing there."""
+    url = settings.JAN_INFERENCE_MODEL_URL
+    if not url:
+        return None
+    existing = Provider.objects.filter(is_default=True).first()
+    if existing is None:
+        return provider_create(name="default", base_url=url, is_default=True)
+    if existing.base_url != url.rstrip("/"):
+        return provider_update(provider=existing, base_url=url)
+    return existing
+
+
+def _claim_check(provider_id: int, interval: float) -> bool:
+    """Conditional UPDATE: exactly one worker checks a provider per interval."""
+    now = timezone.now()
+    threshold = now - timedelta(seconds=interval * 0.8)
+    claimed = (
+        Provider.objects.filter(pk=provider_id, active=True)
+        .filter(Q(last_check_at__isnull=True) | Q(last_check_at__lt=threshold))
+        .update(last_check_at=now)
+    )
+    return claimed == 1
+
+
+def _fetch_models(provider: Provider) -> list[dict[str, Any]]:
+    headers = {}
+    if key := crypto.decrypt(provider.api_key_encrypted):
+        headers["Authorization"] = f"Bearer {key}"
+    with http_client(_HEALTH_TIMEOUT_SECONDS) as client:
+        response = client.get(api_url(provider.base_url, "models"), headers=headers)
+    response.raise_for_status()
+    data = response.json().get("data")
+    if not isinstance(data, list):
+        raise ValueError("the upstream's /v1/models has no data list")
+    return [entry for entry in data if isinstance(entry, dict) and isinstance(entry.get("id"), str)]
+
+
+@transaction.atomic
+def _models_sync(provider: Provider, listed: list[dict[str, Any]]) -> None:
+    now = timezone.now()
+    seen = set()
+    for entry in listed:
+        seen.add(entry["id"])
+        ProviderModel.objects.update_or_create(
+            provider=provider,
+            model_id=entry["id"],
+            defaults={
+                "owned_by": str(entry.get("owned_by") or ""),
+                "created": int(entry.get("created") or 0),
+                "available": True,
+                "last_seen_at": now,
+            },
+        )
+    ProviderModel.objects.filter(provider=provider, available=True).exclude(model_id__in=seen).update(
+        available=False
+    )
+
+
+def provider_check(*, provider_id: int, force: bool = False) -> Provider | None:
+    """Poll one provider's /v1/models and record health, latency and its model list.
+
+    Safe to run twice: without `force`, only the worker whose conditional UPDATE claims the
+    provider for this interval polls it. Returns None when another worker has the claim.
+    """
+    if not force and not _claim_check(provider_id, settings.MODEL_HEALTH_INTERVAL_SECONDS):
+        return None
+    provider = Provider.objects.filter(pk=provider_id).first()
+    if provider is None:
+        return None
+    started = time.perf_counter()
+    try:
+        listed = _fetch_models(provider)
+    except (httpx.HTTPError, ValueError) as exc:
+        provider_record_failure(provider_id=provider.pk, error=f"health check: {type(exc).__name__}: {exc}")
+        provider.refresh_from_db()
+        return provider
+    latency_ms = (time.perf_counter() - started) * 1000
+    _models_sync(provider, listed)
+    was_healthy = provider.healthy
+    Provider.objects.filter(pk=provider.pk).update(
+        healthy=True,
+        consecutive_failures=0,
+        last_error="",
+        latency_ms=latency_ms,
+        last_check_at=timezone.now(),
+    )
+    provider.refresh_from_db()
+    if not was_healthy:
+        logger.info("provider healthy again", extra={"provider_id": provider.public_id})
+    registry_bump()
+    return provider
+
+
+def provider_record_failure(*, provider_id: int, error: str, eject: bool = False) -> None:
+    """Count a failure. Threshold reached (or `eject`, from real traffic) → unhealthy for everyone."""
+    threshold = settings.MODEL_HEALTH_FAILURE_THRESHOLD
+    Provider.objects.filter(pk=provider_id).update(
+        consecutive_failures=F("consecutive_failures") + 1, last_error=error[:2000]
+    )
+    condition = Q(pk=provider_id, healthy=True)
+    if not eject:
+        condition &= Q(consecutive_failures__gte=threshold)
+    if Provider.objects.filter(condition).update(healthy=False):
+        logger.warning("provider marked unhealthy", extra={"provider_id": provider_id, "error": error[:200]})
+        registry_bump()
+
+
+def providers_due() -> list[int]:
+    return list(Provider.objects.filter(active=True).values_list("pk", flat=True))

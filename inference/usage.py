@@ -1,0 +1,70 @@
+"""Usage rows, written in batches off the request path.
+
+Each web worker buffers rows in memory and a background task bulk-inserts them every
+USAGE_FLUSH_INTERVAL_SECONDS, or as soon as USAGE_FLUSH_MAX_ROWS are waiting. ASGI shutdown
+flushes what is left. A worker that is killed outright loses what it buffered: at most
+USAGE_FLUSH_MAX_ROWS rows, or one flush interval of traffic, whichever is smaller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from inference.models import UsageRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class UsageBuffer:
+    rows: list[UsageRecord] = field(default_factory=list)
+    _task: asyncio.Task[None] | None = None
+    _wake: asyncio.Event | None = None
+
+    def add(self, **values: Any) -> None:
+        self.rows.append(UsageRecord(created_at=timezone.now(), **values))
+        self._ensure_flusher()
+        if len(self.rows) >= settings.USAGE_FLUSH_MAX_ROWS and self._wake is not None:
+            self._wake.set()
+
+    def _ensure_flusher(self) -> None:
+        if self._task is None or self._task.done():
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        assert self._wake is not None  # noqa: S101 -- set with the task
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=settings.USAGE_FLUSH_INTERVAL_SECONDS)
+            self._wake.clear()
+            await self.flush()
+            if not self.rows:
+                return  # idle: stop until the next row arrives
+
+    async def flush(self) -> None:
+        if not self.rows:
+            return
+        batch, self.rows = self.rows, []
+        try:
+            await sync_to_async(UsageRecord.objects.bulk_create)(batch, batch_size=500)
+        except Exception:
+            # The database is down: keep the rows for the next flush, bounded so memory is too.
+            logger.exception("usage flush failed; rows kept for retry", extra={"rows": len(batch)})
+            self.rows = (batch + self.rows)[-10 * settings.USAGE_FLUSH_MAX_ROWS :]
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        await self.flush()
+
+
+usage_buffer = UsageBuffer()
