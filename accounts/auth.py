@@ -11,7 +11,6 @@ Route classes:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +19,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 
 from gateway import context
+from gateway.background import fire_and_forget, run_sync
 from gateway.errors import AuthenticationError, Forbidden, NotFound
 from organizations import keycache, selectors
 from organizations.keycache import KeySnapshot
@@ -136,7 +136,6 @@ def _check_organization_header(request: HttpRequest, organization_public_id: str
 
 
 _last_touch: dict[int, float] = {}
-_background: set[asyncio.Task[None]] = set()
 
 
 def _touch_due(key_id: int) -> bool:
@@ -264,14 +263,12 @@ async def aprincipal_from_request(request: HttpRequest, *, route: RouteClass = "
     _check_organization_header(request, snapshot.organization_public_id)
     requested = request.headers.get("OpenAI-Project")
     if snapshot.key_type == ApiKey.Type.ORGANIZATION and route == "data":
-        project_id, project_public_id = await sync_to_async(_organization_key_project)(snapshot, requested)
+        project_id, project_public_id = await run_sync(_organization_key_project, snapshot, requested)
     elif snapshot.project_id is not None and _fixed_project(snapshot, requested):
         project_id, project_public_id = snapshot.project_id, snapshot.project_public_id
     else:
         project_id, project_public_id = None, None
     if _touch_due(snapshot.id):
         # Off the request path: nobody awaits it; a lost touch only delays last_used_at.
-        task = asyncio.create_task(sync_to_async(api_key_touch)(key_id=snapshot.id))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        fire_and_forget(api_key_touch, key_id=snapshot.id)
     return _finish(_principal_for_key(snapshot, project_id, project_public_id), route)

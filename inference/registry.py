@@ -16,9 +16,9 @@ import random
 import time
 from collections import defaultdict
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from gateway.background import run_sync
 from gateway.redis import async_client
 from inference.selectors import Route, routes_load
 from inference.services import REGISTRY_VERSION_KEY
@@ -61,7 +61,7 @@ class Registry:
             self._version = version
 
     async def reload(self) -> None:
-        routes = await sync_to_async(routes_load)()
+        routes = await run_sync(routes_load)
         by_model: dict[str, list[Route]] = defaultdict(list)
         for route in routes:
             by_model[route.model_id].append(route)

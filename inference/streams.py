@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.auth import Principal, aprincipal_from_request
 from gateway import context, errors
+from gateway.background import fire_and_forget
 from inference.models import UsageRecord
 from inference.registry import registry
 from inference.selectors import Route
@@ -163,17 +164,9 @@ async def _open(route: Route, payload: bytes, stream: bool) -> httpx.Response:
 
 
 async def _fail_provider(route: Route, error: str) -> None:
+    """Circuit breaker: out of this worker's rotation now, out of everyone's after the write."""
     registry.eject(route.provider_id)
-    from asgiref.sync import sync_to_async
-
-    task = asyncio.get_running_loop().create_task(
-        sync_to_async(provider_record_failure)(provider_id=route.provider_id, error=error, eject=True)
-    )
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
-_background: set[asyncio.Task[None]] = set()
+    fire_and_forget(provider_record_failure, provider_id=route.provider_id, error=error, eject=True)
 
 
 async def _connect(call: Call, routes: list[Route], payload: bytes) -> httpx.Response:
@@ -335,10 +328,10 @@ async def _relay(call: Call, response: httpx.Response, wants_usage: bool) -> Asy
     except httpx.HTTPError as exc:
         call.status_code, call.outcome = 502, UsageRecord.Outcome.UPSTREAM_ERROR
         if call.route is not None:
-            from asgiref.sync import sync_to_async
-
-            await sync_to_async(provider_record_failure)(
-                provider_id=call.route.provider_id, error=f"stream cut: {type(exc).__name__}"
+            fire_and_forget(
+                provider_record_failure,
+                provider_id=call.route.provider_id,
+                error=f"stream cut: {type(exc).__name__}",
             )
         yield errors.sse_error(errors.UpstreamError("The model server closed the stream early."))
     except (asyncio.CancelledError, GeneratorExit):

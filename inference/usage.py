@@ -14,10 +14,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from gateway.background import run_sync
 from inference.models import UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class UsageBuffer:
             return
         batch, self.rows = self.rows, []
         try:
-            await sync_to_async(UsageRecord.objects.bulk_create)(batch, batch_size=500)
+            await run_sync(_insert, batch)
         except Exception:
             # The database is down: keep the rows for the next flush, bounded so memory is too.
             logger.exception("usage flush failed; rows kept for retry", extra={"rows": len(batch)})
@@ -65,6 +66,25 @@ class UsageBuffer:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         await self.flush()
+
+
+def _insert(batch: list[UsageRecord]) -> None:
+    """Insert a batch; a row that cannot be stored (its project was hard-deleted meanwhile) is
+    dropped and logged alone instead of blocking every row behind it."""
+    try:
+        with transaction.atomic():
+            UsageRecord.objects.bulk_create(batch, batch_size=500)
+        return
+    except IntegrityError:
+        pass
+    for row in batch:
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except IntegrityError:
+            logger.warning(
+                "usage row dropped: its tenant no longer exists", extra={"request_id": row.request_id}
+            )
 
 
 usage_buffer = UsageBuffer()

@@ -67,7 +67,9 @@ class ProviderCollection(APIView):
         providers = selectors.provider_list(organization_id=principal.organization_id).prefetch_related(
             "models"
         )
-        return Response({"object": "list", "data": [ProviderOut(provider).data for provider in providers.order_by("pk")]})
+        return Response(
+            {"object": "list", "data": [ProviderOut(provider).data for provider in providers.order_by("pk")]}
+        )
 
     @extend_schema(
         operation_id="createModelProvider",

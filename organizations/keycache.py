@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from gateway.background import run_sync
 from gateway.redis import async_client, sync_client
 
 LOCAL_TTL_SECONDS = 1.0
@@ -107,7 +107,7 @@ async def asnapshot_get(key_hash: str) -> KeySnapshot | None:
             return snapshot
     from organizations.selectors import api_key_snapshot_load
 
-    snapshot = await sync_to_async(api_key_snapshot_load)(key_hash=key_hash)
+    snapshot = await run_sync(api_key_snapshot_load, key_hash=key_hash)
     if client is not None:
         await client.set(_PREFIX + key_hash, _encode(snapshot), ex=_ttl(snapshot))
     _remember_locally(key_hash, snapshot)

@@ -1,0 +1,258 @@
+"""A fake OpenAI-compatible model server: raw ASGI under uvicorn, on 127.0.0.1, in a thread.
+
+Tests choose a behaviour per model id, read what the gateway forwarded (`requests`), and see
+streaming clients that went away (`disconnects`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import uvicorn
+
+CONTENT = ["Hello", " from", " the", " fake", " model", "."]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
+    prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+TOOL_CALLS = [
+    {"id": "call_weather", "name": "get_weather", "arguments": ['{"city"', ': "Paris"}']},
+    {"id": "call_time", "name": "get_time", "arguments": ['{"tz"', ': "CET"}']},
+]
+
+
+class FakeUpstream:
+    def __init__(self, models: list[str] | None = None) -> None:
+        self.models = models or ["fake-model"]
+        self.behaviour: dict[str, str] = {}  # model id → behaviour; default "text"
+        self.down = False  # every endpoint answers 503
+        self.delay = 0.0  # slow_first_byte / slow_stream pacing
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects = 0
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", interface="asgi3"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> FakeUpstream:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return predicate()
+
+    # --- ASGI ------------------------------------------------------------------------------
+
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        body = orjson.loads(raw) if raw else None
+        self.requests.append(
+            {"method": scope["method"], "path": scope["path"], "headers": headers, "body": body}
+        )
+        if self.down:
+            await self._json(
+                send, 503, {"error": {"message": "down for maintenance", "type": "server_error"}}
+            )
+            return
+        if scope["path"] == "/v1/models":
+            data = [
+                {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in self.models
+            ]
+            await self._json(send, 200, {"object": "list", "data": data})
+            return
+        if scope["path"] != "/v1/chat/completions" or not isinstance(body, dict):
+            await self._json(
+                send, 404, {"error": {"message": "no such route", "type": "invalid_request_error"}}
+            )
+            return
+        behaviour = self.behaviour.get(body.get("model", ""), "text")
+        if behaviour == "error_500":
+            await self._json(send, 500, {"error": {"message": "the model crashed", "type": "server_error"}})
+            return
+        if behaviour == "error_400":
+            await self._json(
+                send,
+                400,
+                {
+                    "error": {
+                        "message": "maximum context length exceeded",
+                        "type": "invalid_request_error",
+                        "param": "messages",
+                        "code": "context_length_exceeded",
+                    }
+                },
+            )
+            return
+        if behaviour == "slow_first_byte":
+            await asyncio.sleep(self.delay)
+        if body.get("stream"):
+            await self._stream(scope, receive, send, body, behaviour)
+        else:
+            await self._json(send, 200, self._completion(body, behaviour))
+
+    async def _json(self, send: Any, status: int, payload: Any) -> None:
+        data = orjson.dumps(payload)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+    def _completion(self, body: dict[str, Any], behaviour: str) -> dict[str, Any]:
+        model = body["model"]
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(CONTENT), "refusal": None}
+        finish = "stop"
+        if behaviour == "reasoning":
+            message["reasoning_content"] = "Let me think."
+        if behaviour == "tool_calls":
+            message["content"] = None
+            message["tool_calls"] = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": "".join(c["arguments"])},
+                }
+                for c in TOOL_CALLS
+            ]
+            finish = "tool_calls"
+        if behaviour == "length":
+            message["content"] = "Hello"
+            finish = "length"
+        return {
+            "id": "chatcmpl-fake123",
+            "object": "chat.completion",
+            "created": 1700000000,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            "usage": _usage(body, len(CONTENT)),
+        }
+
+    def _events(self, body: dict[str, Any], behaviour: str) -> list[dict[str, Any]]:
+        model = body["model"]
+        events = [_chunk(model, {"role": "assistant", "content": ""})]
+        if behaviour == "reasoning":
+            events += [_chunk(model, {"reasoning_content": part}) for part in ["Let me", " think."]]
+        if behaviour == "tool_calls":
+            for index, call in enumerate(TOOL_CALLS):
+                events.append(
+                    _chunk(
+                        model,
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "id": call["id"],
+                                    "type": "function",
+                                    "function": {"name": call["name"], "arguments": ""},
+                                }
+                            ]
+                        },
+                    )
+                )
+                for part in call["arguments"]:
+                    events.append(
+                        _chunk(model, {"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+                    )
+            events.append(_chunk(model, {}, "tool_calls"))
+        elif behaviour == "length":
+            events += [_chunk(model, {"content": "Hello"}), _chunk(model, {}, "length")]
+        else:
+            count = 200 if behaviour == "slow_stream" else len(CONTENT)
+            events += [_chunk(model, {"content": CONTENT[i % len(CONTENT)]}) for i in range(count)]
+            events.append(_chunk(model, {}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = _chunk(model, {})
+            usage["choices"] = []
+            usage["usage"] = _usage(body, len(CONTENT))
+            events.append(usage)
+        return events
+
+    async def _stream(
+        self, scope: dict[str, Any], receive: Any, send: Any, body: dict[str, Any], behaviour: str
+    ) -> None:
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")],
+            }
+        )
+        events = self._events(body, behaviour)
+        try:
+            for index, event in enumerate(events):
+                if gone.is_set():
+                    self.disconnects += 1
+                    return
+                if behaviour == "cut_mid_stream" and index == 3:
+                    raise RuntimeError("cut")  # uvicorn drops the connection mid-body
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + orjson.dumps(event) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
+                if behaviour == "slow_stream":
+                    await asyncio.sleep(self.delay)
+            if behaviour != "no_done":
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            watcher.cancel()
