@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import threading
 from typing import Any
 
 import pytest
@@ -12,12 +13,21 @@ from pythonjsonlogger.json import JsonFormatter
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from accounts import services
 from accounts.models import User
+from gateway.errors import AuthenticationError
 from organizations import selectors as org_selectors
 from organizations.models import ApiKey
 from organizations.tests.factories import make_api_key, make_org, make_project, make_user
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _not_dev(settings: Any) -> None:
+    """Production cookie flags and no dev helper, whatever GATEWAY_ENV the suite runs under."""
+    settings.IS_DEV = False
+
 
 COOKIE = "jan_refresh_token"
 
@@ -369,3 +379,37 @@ def test_no_token_is_written_to_the_logs(caplog: pytest.LogCaptureFixture) -> No
         # Not even one of its segments (a payload or signature alone would still leak).
         for segment in secret.split(".")[1:]:
             assert segment not in rendered
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_reuse_of_one_refresh_token_lets_exactly_one_through() -> None:
+    """Two workers redeeming the same refresh token at once: the blacklist's unique constraint
+    lets one win; the other gets 401, even though both saw the token as unused."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers with a file lock; the race needs PostgreSQL")
+    user = make_user()
+    raw = services.token_pair_issue(user=user).refresh
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def redeem() -> None:
+        from django.db import connections
+
+        try:
+            barrier.wait()
+            services.refresh_token_rotate(raw=raw)
+            outcomes.append("ok")
+        except AuthenticationError:
+            outcomes.append("refused")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=redeem) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(outcomes) == ["ok", "refused"]

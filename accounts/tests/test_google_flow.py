@@ -27,6 +27,13 @@ from tests.fakes.google_idp import KID, FakeGoogleIdP
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _not_dev(settings: Any) -> None:
+    """Production cookie flags and no dev helper, whatever GATEWAY_ENV the suite runs under."""
+    settings.IS_DEV = False
+
+
 STATE_COOKIE = "jan_oauth_state"
 REFRESH_COOKIE = "jan_refresh_token"
 
@@ -445,3 +452,20 @@ def test_nothing_is_fetched_before_the_first_callback(google_idp: FakeGoogleIdP)
     _login(Client())
     assert google_idp.certs_requests == 0
     assert google_idp.token_requests == []
+
+
+def test_admin_shows_the_linked_google_account(google_idp: FakeGoogleIdP, settings: Any) -> None:
+    # Our User has no username; allauth must be told so (requested for gateway/settings.py),
+    # or its str(SocialAccount) raises in the admin.
+    settings.ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+    response = _sign_in(Client(), google_idp, email="linked@example.com", sub="5005")
+    user = User.objects.get(public_id=_sub_of(response))
+    staff = User.objects.create_superuser("root@example.com", "pw")
+    admin_client = Client()
+    admin_client.force_login(staff)
+
+    page = admin_client.get(f"/admin/accounts/user/{user.pk}/change/")
+
+    assert page.status_code == 200
+    assert b"5005" in page.content
+    assert b"google" in page.content
