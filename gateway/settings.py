@@ -436,3 +436,8 @@ CELERY_BEAT_SCHEDULE["inference-providers-poll"] = {
     "schedule": float(MODEL_HEALTH_INTERVAL_SECONDS),
 }
 ASGI_LIFESPAN.append("inference.lifespan.lifespan")
+
+# --- allauth: our User has no username (e-mail is the login) ----------------------------
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*"]
