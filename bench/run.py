@@ -79,7 +79,9 @@ def run_wrk(url: str, key: str, concurrency: int, duration: float) -> dict[str, 
     threads = min(2, concurrency)
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--latency", "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -92,7 +94,13 @@ def run_wrk(url: str, key: str, concurrency: int, duration: float) -> dict[str, 
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "requests": total, "errors": int(non2xx.group(1)) if non2xx else 0}
+    return {
+        "rps": rps,
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "requests": total,
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+    }
 
 
 async def run_streams(url: str, key: str, concurrency: int, duration: float) -> dict[str, float]:
@@ -108,7 +116,9 @@ async def run_streams(url: str, key: str, concurrency: int, duration: float) -> 
             while time.monotonic() < stop_at:
                 started = time.perf_counter()
                 first = None
-                async with client.stream("POST", url, json=body, headers={"Authorization": f"Bearer {key}"}) as response:
+                async with client.stream(
+                    "POST", url, json=body, headers={"Authorization": f"Bearer {key}"}
+                ) as response:
                     async for line in response.aiter_lines():
                         if first is None and line.startswith("data: {"):
                             first = time.perf_counter() - started
@@ -121,7 +131,12 @@ async def run_streams(url: str, key: str, concurrency: int, duration: float) -> 
                     errors += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"streams_per_s": done / duration, "ttft_p50_ms": statistics.median(ttfts) if ttfts else float("nan"), "streams": done, "errors": errors}
+    return {
+        "streams_per_s": done / duration,
+        "ttft_p50_ms": statistics.median(ttfts) if ttfts else float("nan"),
+        "streams": done,
+        "errors": errors,
+    }
 
 
 def main() -> None:
@@ -137,7 +152,12 @@ def main() -> None:
         sys.exit("wrk is needed for the non-stream load (apt-get install wrk)")
 
     up_port, gw_port = free_port(), free_port()
-    env = dict(os.environ, JAN_INFERENCE_MODEL_URL=f"http://127.0.0.1:{up_port}", GATEWAY_ENV="dev", LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        JAN_INFERENCE_MODEL_URL=f"http://127.0.0.1:{up_port}",
+        GATEWAY_ENV="dev",
+        LOG_LEVEL="WARNING",
+    )
     if not env.get("DATABASE_URL"):
         env["GATEWAY_DATA_DIR"] = tempfile.mkdtemp(prefix="bench-")
     upstream = subprocess.Popen([PY, str(ROOT / "bench" / "fake_upstream.py"), "--port", str(up_port)])
@@ -146,18 +166,44 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{up_port}/v1/models")
         subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
         subprocess.run(
-            [PY, "manage.py", "shell", "-c",
-             "from inference import services; p = services.provider_ensure_default(); services.provider_check(provider_id=p.pk, force=True)"],
-            cwd=ROOT, env=env, check=True,
+            [
+                PY,
+                "manage.py",
+                "shell",
+                "-c",
+                "from inference import services; p = services.provider_ensure_default(); services.provider_check(provider_id=p.pk, force=True)",
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
         )
         key = subprocess.run(
             [PY, "manage.py", "createprojectkey", "--email", "bench@example.com", "--name", "bench"],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         gateway = subprocess.Popen(
-            [str(Path(PY).parent / "uvicorn"), "gateway.asgi:application", "--port", str(gw_port), "--workers", str(args.workers),
-             "--no-access-log", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            [
+                str(Path(PY).parent / "uvicorn"),
+                "gateway.asgi:application",
+                "--port",
+                str(gw_port),
+                "--workers",
+                str(args.workers),
+                "--no-access-log",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
         )
         wait_http(f"http://127.0.0.1:{gw_port}/healthcheck")
         targets = {
@@ -189,17 +235,23 @@ def main() -> None:
 
 
 def print_report(results: dict[str, dict[str, dict[str, float]]], levels: list[int]) -> None:
-    print(f"{'target':8} {'C':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>10} {'streams/s':>10} {'ttft p50':>9} {'cpu ms/stream':>13} {'err':>4}")
+    print(
+        f"{'target':8} {'C':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>10} {'streams/s':>10} {'ttft p50':>9} {'cpu ms/stream':>13} {'err':>4}"
+    )
     for name, points in results.items():
         for c in levels:
             p = points[f"c{c}"]
-            print(f"{name:8} {c:>3} {p['rps']:>9.0f} {p['p50_ms']:>8.2f} {p['p99_ms']:>8.2f} {p['cpu_ms_per_request']:>10.2f} "
-                  f"{p['streams_per_s']:>10.0f} {p['ttft_p50_ms']:>9.2f} {p['cpu_ms_per_stream']:>13.2f} {p['errors'] + p.get('errors', 0):>4.0f}")
+            print(
+                f"{name:8} {c:>3} {p['rps']:>9.0f} {p['p50_ms']:>8.2f} {p['p99_ms']:>8.2f} {p['cpu_ms_per_request']:>10.2f} "
+                f"{p['streams_per_s']:>10.0f} {p['ttft_p50_ms']:>9.2f} {p['cpu_ms_per_stream']:>13.2f} {p['errors'] + p.get('errors', 0):>4.0f}"
+            )
     print("\nratios gateway/direct:")
     for c in levels:
         g, d = results["gateway"][f"c{c}"], results["direct"][f"c{c}"]
-        print(f"  C={c:<3} req/s {g['rps'] / d['rps']:.3f}  streams/s {g['streams_per_s'] / d['streams_per_s']:.3f}  "
-              f"added p50 {g['p50_ms'] - d['p50_ms']:+.2f} ms  added ttft {g['ttft_p50_ms'] - d['ttft_p50_ms']:+.2f} ms")
+        print(
+            f"  C={c:<3} req/s {g['rps'] / d['rps']:.3f}  streams/s {g['streams_per_s'] / d['streams_per_s']:.3f}  "
+            f"added p50 {g['p50_ms'] - d['p50_ms']:+.2f} ms  added ttft {g['ttft_p50_ms'] - d['ttft_p50_ms']:+.2f} ms"
+        )
 
 
 if __name__ == "__main__":
