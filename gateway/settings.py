@@ -265,10 +265,17 @@ if SMTP_HOST:
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST, EMAIL_PORT = SMTP_HOST, SMTP_PORT
     EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = SMTP_USERNAME, SMTP_PASSWORD
-    EMAIL_USE_TLS = env.bool("SMTP_USE_TLS", default=SMTP_PORT == 587)
+    # 465 speaks TLS from the first byte (implicit TLS); 587 upgrades with STARTTLS. Django
+    # refuses both at once, so an explicit SMTP_USE_SSL wins over the port's default STARTTLS.
+    EMAIL_USE_SSL = env.bool("SMTP_USE_SSL", default=SMTP_PORT == 465)
+    EMAIL_USE_TLS = env.bool("SMTP_USE_TLS", default=SMTP_PORT == 587 and not EMAIL_USE_SSL)
+    if EMAIL_USE_SSL and EMAIL_USE_TLS:
+        raise ImproperlyConfigured("SMTP_USE_SSL and SMTP_USE_TLS cannot both be true.")
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = SMTP_SENDER_EMAIL
+# A stuck SMTP server must not hold a worker forever; the task retries instead.
+EMAIL_TIMEOUT = env.int("SMTP_TIMEOUT_SECONDS", default=15)
 
 # --- HTTP: CORS ------------------------------------------------------------------------
 # ALLOWED_CORS_HOSTS as in jan-server: exact origins, or "*suffix" entries. Unlike the seed,

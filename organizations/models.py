@@ -155,3 +155,75 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.public_id} ({self.key_type}, {self.redacted_value})"
+
+
+class Invite(models.Model):
+    """An invitation to join an organization (and some of its projects) by e-mail.
+
+    The secret that accepts it is generated when the e-mail is sent and stored only as a hash, so
+    it exists nowhere but in the message. `status` is the invite's life; `delivery_status` is the
+    e-mail's, kept separately so a failed delivery leaves the invite in place to resend.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACCEPTED = "accepted"
+        EXPIRED = "expired"
+
+    class Delivery(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    public_id = models.CharField(
+        max_length=40, unique=True, default=partial(public_id, "invite", 16), editable=False
+    )
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invites")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=OrganizationMember.Role.choices)
+    # [{"id": "proj_…", "role": "owner" | "member"}], checked against the organization at creation.
+    projects = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    delivery_status = models.CharField(max_length=16, choices=Delivery.choices, default=Delivery.PENDING)
+    delivery_attempts = models.PositiveIntegerField(default=0)
+    delivery_error = models.CharField(max_length=300, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    secret_hash = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    invited_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.organization_id} ({self.status})"
+
+
+class AuditLogEntry(models.Model):
+    """One change made through the administration API. Ids are public strings, not foreign keys,
+    so the record outlives what it describes. Never holds a secret."""
+
+    public_id = models.CharField(
+        max_length=40, unique=True, default=partial(public_id, "audit", 24), editable=False
+    )
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="audit_log")
+    action = models.CharField(max_length=64)  # "<target type>.<verb>", e.g. "project.archived"
+    actor_type = models.CharField(max_length=16)  # user | api_key | invitee | system
+    actor_id = models.CharField(max_length=40, blank=True)
+    actor_user_id = models.CharField(max_length=40, blank=True)
+    target_type = models.CharField(max_length=40)
+    target_id = models.CharField(max_length=40)
+    project_id = models.CharField(max_length=40, blank=True)
+    changes = models.JSONField(default=dict, blank=True)  # {field: {"before": …, "after": …}}
+    request_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "created_at"], name="audit_org_time")]
+        verbose_name_plural = "audit log entries"
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_id} by {self.actor_id or self.actor_type}"

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from django.db.models import Q, QuerySet
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.db.models import F, Q, QuerySet
 
 from gateway.errors import NotFound
 from organizations.keycache import KeySnapshot
-from organizations.models import ApiKey, Organization, OrganizationMember, Project, ProjectMember
+from organizations.models import (
+    ApiKey,
+    AuditLogEntry,
+    Invite,
+    Organization,
+    OrganizationMember,
+    Project,
+    ProjectMember,
+    ServiceAccount,
+)
 
 
 def organization_default() -> Organization:
@@ -134,3 +146,178 @@ def project_for_user_by_public_id(*, user_id: int, public_id: str) -> Project:
     if project is None:
         raise NotFound(f"No project with id '{public_id}'.", param="OpenAI-Project", code="project_not_found")
     return project
+
+
+# --- The administration API (issue 4) --------------------------------------------------------
+
+
+def organization_get_active(*, public_id: str) -> Organization:
+    """An organization that is not deleted (the caller then checks its own access to it)."""
+    organization = Organization.objects.filter(public_id=public_id, deleted_at__isnull=True).first()
+    if organization is None:
+        raise NotFound(
+            f"No organization with id '{public_id}'.", param="org_id", code="organization_not_found"
+        )
+    return organization
+
+
+def organization_list_active(*, organization_id: int) -> QuerySet[Organization]:
+    return Organization.objects.filter(pk=organization_id, deleted_at__isnull=True)
+
+
+def project_role(*, project_id: int, user_id: int) -> str | None:
+    return (
+        ProjectMember.objects.filter(project_id=project_id, user_id=user_id)
+        .values_list("role", flat=True)
+        .first()
+    )
+
+
+def organization_has_project_member(*, organization_id: int, user_id: int) -> bool:
+    return ProjectMember.objects.filter(
+        project__organization_id=organization_id, project__deleted_at__isnull=True, user_id=user_id
+    ).exists()
+
+
+def project_list_admin(
+    *, organization_id: int, include_archived: bool, member_user_id: int | None = None
+) -> QuerySet[Project]:
+    """Projects for the admin API; with member_user_id, only those the user is a member of."""
+    projects = project_list(organization_id=organization_id, include_archived=include_archived)
+    if member_user_id is not None:
+        projects = projects.filter(members__user_id=member_user_id)
+    return projects.select_related("organization")
+
+
+def project_get(*, organization_id: int, public_id: str) -> Project:
+    """An active or archived (not deleted) project of the organization."""
+    project = (
+        project_list(organization_id=organization_id, include_archived=True)
+        .select_related("organization")
+        .filter(public_id=public_id)
+        .first()
+    )
+    if project is None:
+        raise NotFound(f"No project with id '{public_id}'.", param="project_id", code="project_not_found")
+    return project
+
+
+def organization_member_list(*, organization_id: int) -> QuerySet[OrganizationMember]:
+    return (
+        OrganizationMember.objects.filter(organization_id=organization_id)
+        .select_related("user")
+        .annotate(user_public_id=F("user__public_id"))
+    )
+
+
+def organization_member_get(*, organization_id: int, user_public_id: str) -> OrganizationMember:
+    member = (
+        organization_member_list(organization_id=organization_id)
+        .select_related("organization")
+        .filter(user__public_id=user_public_id)
+        .first()
+    )
+    if member is None:
+        raise NotFound(f"No member with id '{user_public_id}'.", param="user_id", code="user_not_found")
+    return member
+
+
+def project_member_list(*, project_id: int) -> QuerySet[ProjectMember]:
+    return (
+        ProjectMember.objects.filter(project_id=project_id)
+        .select_related("user")
+        .annotate(user_public_id=F("user__public_id"))
+    )
+
+
+def project_member_get(*, project_id: int, user_public_id: str) -> ProjectMember:
+    member = (
+        project_member_list(project_id=project_id)
+        .select_related("project__organization")
+        .filter(user__public_id=user_public_id)
+        .first()
+    )
+    if member is None:
+        raise NotFound(f"No member with id '{user_public_id}'.", param="user_id", code="user_not_found")
+    return member
+
+
+def api_key_list(
+    *, organization_id: int, key_types: Sequence[str], project_id: int | None = None
+) -> QuerySet[ApiKey]:
+    """Live keys of the given types in an organization (and project), shaped for the key objects."""
+    keys = ApiKey.objects.filter(
+        organization_id=organization_id, key_type__in=key_types, deleted_at__isnull=True
+    ).select_related("organization", "project", "owner_user", "service_account")
+    if project_id is not None:
+        keys = keys.filter(project_id=project_id)
+    return keys
+
+
+def api_key_get(
+    *, organization_id: int, key_types: Sequence[str], public_id: str, project_id: int | None = None
+) -> ApiKey:
+    key = (
+        api_key_list(organization_id=organization_id, key_types=key_types, project_id=project_id)
+        .filter(public_id=public_id)
+        .first()
+    )
+    if key is None:
+        raise NotFound(f"No API key with id '{public_id}'.", param="key_id", code="api_key_not_found")
+    return key
+
+
+def service_account_list(*, project_id: int) -> QuerySet[ServiceAccount]:
+    return ServiceAccount.objects.filter(project_id=project_id, deleted_at__isnull=True).select_related(
+        "project__organization"
+    )
+
+
+def service_account_get(*, project_id: int, public_id: str) -> ServiceAccount:
+    account = service_account_list(project_id=project_id).filter(public_id=public_id).first()
+    if account is None:
+        raise NotFound(
+            f"No service account with id '{public_id}'.",
+            param="service_account_id",
+            code="service_account_not_found",
+        )
+    return account
+
+
+def invite_list(*, organization_id: int) -> QuerySet[Invite]:
+    return Invite.objects.filter(organization_id=organization_id, deleted_at__isnull=True).select_related(
+        "organization"
+    )
+
+
+def invite_get(*, organization_id: int, public_id: str) -> Invite:
+    invite = invite_list(organization_id=organization_id).filter(public_id=public_id).first()
+    if invite is None:
+        raise NotFound(f"No invite with id '{public_id}'.", param="invite_id", code="invite_not_found")
+    return invite
+
+
+def audit_log_list(
+    *,
+    organization_id: int,
+    actions: list[str] | None = None,
+    actor_ids: list[str] | None = None,
+    resource_ids: list[str] | None = None,
+    project_ids: list[str] | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
+) -> QuerySet[AuditLogEntry]:
+    entries = AuditLogEntry.objects.filter(organization_id=organization_id)
+    if actions:
+        entries = entries.filter(action__in=actions)
+    if actor_ids:
+        entries = entries.filter(Q(actor_id__in=actor_ids) | Q(actor_user_id__in=actor_ids))
+    if resource_ids:
+        entries = entries.filter(target_id__in=resource_ids)
+    if project_ids:
+        entries = entries.filter(project_id__in=project_ids)
+    if since is not None:
+        entries = entries.filter(created_at__gte=since)
+    if before is not None:
+        entries = entries.filter(created_at__lt=before)
+    return entries

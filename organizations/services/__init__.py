@@ -33,3 +33,66 @@ __all__ = [
     "user_get_or_create",
     "user_provision",
 ]
+
+# --- The administration API (issue 4) ---------------------------------------------------------
+from organizations.services.audit import SYSTEM, Actor, audit_changes, audit_record
+from organizations.services.invites import (
+    invite_accept,
+    invite_create,
+    invite_delete,
+    invite_deliver,
+    invite_resend,
+)
+from organizations.services.members import (
+    organization_member_add,
+    organization_member_remove,
+    organization_member_update,
+    project_member_add,
+    project_member_remove,
+    project_member_update,
+)
+from organizations.services.organizations import (
+    api_key_issue,
+    api_key_revoke,
+    api_keys_revoke_all,
+    organization_delete,
+    organization_register,
+    organization_update,
+)
+from organizations.services.projects import (
+    project_add,
+    project_archive,
+    project_delete,
+    project_update,
+)
+from organizations.services.service_accounts import service_account_create, service_account_delete
+
+__all__ += [
+    "SYSTEM",
+    "Actor",
+    "api_key_issue",
+    "api_key_revoke",
+    "api_keys_revoke_all",
+    "audit_changes",
+    "audit_record",
+    "invite_accept",
+    "invite_create",
+    "invite_delete",
+    "invite_deliver",
+    "invite_resend",
+    "organization_delete",
+    "organization_member_add",
+    "organization_member_remove",
+    "organization_member_update",
+    "organization_register",
+    "organization_update",
+    "project_add",
+    "project_archive",
+    "project_delete",
+    "project_member_add",
+    "project_member_remove",
+    "project_member_update",
+    "project_update",
+    "service_account_create",
+    "service_account_delete",
+]

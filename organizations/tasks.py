@@ -1,0 +1,25 @@
+"""Celery entry points of the tenancy layer: ids in, one service call."""
+
+from __future__ import annotations
+
+from smtplib import SMTPException
+from typing import Any
+
+from celery import Task, shared_task
+
+
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(SMTPException, OSError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def invite_deliver(self: Task[Any, Any], invite_id: int) -> None:
+    """Send an invite's e-mail. Runs after the invite commits; running it twice sends once
+    (the service claims the invite). Transient SMTP/network errors retry with backoff; the
+    last attempt leaves the invite with delivery status "failed"."""
+    from organizations.services.invites import invite_deliver as deliver
+
+    deliver(invite_id=invite_id, final_attempt=self.request.retries >= (self.max_retries or 0))

@@ -1,0 +1,921 @@
+"""The administration API (`/v1/organization…`): thin views over organizations.services.
+
+Access, decided here once per request from the principal:
+- an admin key acts as an owner of its own organization and sees no other (404);
+- a JWT user acts with their role in the organization (owner manages, reader reads), and in a
+  project also with their project role (project owner manages its members and keys; project
+  member reads it and manages their own keys). Organizations and projects the caller cannot
+  see answer 404; visible objects with too little role answer 403.
+Routes without `{org_id}` act in the caller's organization (the admin key's, or the JWT's
+OpenAI-Organization / default selection), as jan-server and OpenAI's admin SDK call them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import selectors as account_selectors
+from accounts.auth import Principal
+from accounts.authentication import AdminAuthentication, principal_of
+from gateway.api import ERROR_RESPONSES, parse
+from gateway.errors import Forbidden, InvalidRequest, NotFound
+from gateway.pagination import page_params, paginate
+from organizations import selectors, services
+from organizations.models import ApiKey, Organization, OrganizationMember, Project, ProjectMember
+from organizations.serializers import (
+    AdminKeyCreateIn,
+    AdminObjectDeletedOut,
+    ApiKeyCreatedOut,
+    ApiKeyListOut,
+    ApiKeyOut,
+    AuditLogListOut,
+    AuditLogOut,
+    InviteCreateIn,
+    InviteListOut,
+    InviteOut,
+    InviteVerificationIn,
+    OrganizationCreateIn,
+    OrganizationKeyCreateIn,
+    OrganizationListOut,
+    OrganizationOut,
+    OrganizationUpdateIn,
+    OrganizationUserAddIn,
+    OrganizationUserListOut,
+    OrganizationUserOut,
+    OrganizationUserUpdateIn,
+    ProjectCreateIn,
+    ProjectKeyCreateIn,
+    ProjectListOut,
+    ProjectOut,
+    ProjectUpdateIn,
+    ProjectUserAddIn,
+    ProjectUserListOut,
+    ProjectUserOut,
+    ProjectUserUpdateIn,
+    ServiceAccountCreatedOut,
+    ServiceAccountCreateIn,
+    ServiceAccountListOut,
+    ServiceAccountOut,
+)
+from organizations.services import Actor
+
+OWNER = OrganizationMember.Role.OWNER
+READER = OrganizationMember.Role.READER
+
+# --- Access --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scope:
+    principal: Principal
+    organization: Organization
+    role: str | None  # organization role; None: the caller only belongs to some of its projects
+    actor: Actor
+
+    def require_read(self) -> None:
+        if self.role not in (OWNER, READER):
+            raise Forbidden("You are not a member of this organization.")
+
+    def require_owner(self) -> None:
+        if self.role != OWNER:
+            raise Forbidden("Only organization owners can do this.")
+
+
+@dataclass(frozen=True)
+class ProjectScope:
+    scope: Scope
+    project: Project
+    manage: bool  # organization owner or project owner
+    member: bool  # has a project membership (owner or member)
+
+    def require_manage(self) -> None:
+        if not self.manage:
+            raise Forbidden("Only project or organization owners can do this.")
+
+
+def _actor(principal: Principal) -> Actor:
+    if principal.kind == "api_key":
+        return Actor(
+            type="api_key",
+            id=principal.api_key_public_id or "",
+            user_id=principal.user_id,
+            user_public_id=principal.user_public_id or "",
+        )
+    return Actor(
+        type="user",
+        id=principal.user_public_id or "",
+        user_id=principal.user_id,
+        user_public_id=principal.user_public_id or "",
+    )
+
+
+def _scope(request: Request, org_id: str | None) -> Scope:
+    principal = principal_of(request)
+    if org_id is None:
+        organization = selectors.organization_list_active(organization_id=principal.organization_id).first()
+        if organization is None:
+            raise NotFound("The selected organization no longer exists.", code="organization_not_found")
+    else:
+        organization = selectors.organization_get_active(public_id=org_id)
+    role: str | None
+    if principal.is_admin_key:
+        if organization.pk != principal.organization_id:
+            raise NotFound(
+                f"No organization with id '{org_id}'.", param="org_id", code="organization_not_found"
+            )
+        role = OWNER
+    else:
+        user_id = principal.user_id or 0
+        role = selectors.organization_role(organization_id=organization.pk, user_id=user_id)
+        if role is None and not selectors.organization_has_project_member(
+            organization_id=organization.pk, user_id=user_id
+        ):
+            raise NotFound(
+                f"No organization with id '{organization.public_id}'.",
+                param="org_id",
+                code="organization_not_found",
+            )
+    return Scope(principal=principal, organization=organization, role=role, actor=_actor(principal))
+
+
+def _project_scope(scope: Scope, project_id: str) -> ProjectScope:
+    project = selectors.project_get(organization_id=scope.organization.pk, public_id=project_id)
+    if scope.principal.is_admin_key:
+        return ProjectScope(scope, project, manage=True, member=False)
+    project_role = selectors.project_role(project_id=project.pk, user_id=scope.principal.user_id or 0)
+    if scope.role is None and project_role is None:
+        raise NotFound(f"No project with id '{project_id}'.", param="project_id", code="project_not_found")
+    manage = scope.role == OWNER or project_role == ProjectMember.Role.OWNER
+    return ProjectScope(scope, project, manage=manage, member=project_role is not None)
+
+
+def _page(
+    request: Request, queryset: Any, serialize: Callable[[Any], dict[str, Any]], **kwargs: Any
+) -> Response:
+    return Response(paginate(queryset, page_params(request.query_params), serialize, **kwargs))
+
+
+def _deleted(kind: str, public_id: str) -> Response:
+    return Response(
+        AdminObjectDeletedOut({"object": f"{kind}.deleted", "id": public_id, "deleted": True}).data
+    )
+
+
+def _expires_at(data: dict[str, Any]) -> datetime | None:
+    raw = data.get("expires_at")
+    return datetime.fromtimestamp(raw, tz=UTC) if raw is not None else None
+
+
+# --- Schema helpers --------------------------------------------------------------------------
+
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, description="1-100, default 20"),
+    OpenApiParameter("order", str, enum=["asc", "desc"]),
+    OpenApiParameter("after", str, description="cursor: the id of the last object of the previous page"),
+]
+
+
+def admin_op(
+    operation_id: str, *, implied_operation_id: str | None = None, **kwargs: Any
+) -> Callable[[Any], Any]:
+    """@extend_schema for this API. A view mounted both under /{org_id}/… and in the org-implied
+    form gets a second operation id for the implied path, so ids stay unique."""
+
+    class AdminSchema(AutoSchema):
+        def get_operation_id(self) -> str:
+            if implied_operation_id and "{org_id}" not in self.path:
+                return implied_operation_id
+            return operation_id
+
+    def decorator(function: Any) -> Any:
+        function.schema = AdminSchema
+        responses = {**kwargs.pop("responses", {}), **ERROR_RESPONSES}
+        return extend_schema(tags=["Administration"], responses=responses, **kwargs)(function)
+
+    return decorator
+
+
+class AdminView(APIView):
+    authentication_classes = [AdminAuthentication]
+
+
+# --- Organizations -------------------------------------------------------------------------------
+
+
+class OrganizationCollection(AdminView):
+    @admin_op("listOrganizations", responses={200: OrganizationListOut}, parameters=PAGE_PARAMETERS)
+    def get(self, request: Request) -> Response:
+        principal = principal_of(request)
+        if principal.is_admin_key:
+            organizations = selectors.organization_list_active(organization_id=principal.organization_id)
+        else:
+            organizations = selectors.organization_list_for_user(user_id=principal.user_id or 0)
+        return _page(request, organizations, lambda row: OrganizationOut(row).data)
+
+    @admin_op("createOrganization", request=OrganizationCreateIn, responses={201: OrganizationOut})
+    def post(self, request: Request) -> Response:
+        principal = principal_of(request)
+        if principal.is_admin_key or principal.user_id is None:
+            raise Forbidden("Admin keys act only in their own organization; sign in to create one.")
+        data = parse(OrganizationCreateIn, request.data)
+        organization = services.organization_register(
+            owner=account_selectors.user_get(user_id=principal.user_id), actor=_actor(principal), **data
+        )
+        return Response(OrganizationOut(organization).data, status=201)
+
+
+class OrganizationDetail(AdminView):
+    @admin_op("retrieveOrganization", responses={200: OrganizationOut})
+    def get(self, request: Request, org_id: str) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_read()
+        return Response(OrganizationOut(scope.organization).data)
+
+    @admin_op("updateOrganization", request=OrganizationUpdateIn, responses={200: OrganizationOut})
+    def patch(self, request: Request, org_id: str) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        data = parse(OrganizationUpdateIn, request.data)
+        organization = services.organization_update(
+            organization=scope.organization, actor=scope.actor, **data
+        )
+        return Response(OrganizationOut(organization).data)
+
+    @admin_op("deleteOrganization", responses={200: AdminObjectDeletedOut})
+    def delete(self, request: Request, org_id: str) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        services.organization_delete(organization=scope.organization, actor=scope.actor)
+        return _deleted("organization", org_id)
+
+
+# --- Organization and admin keys -----------------------------------------------------------------
+
+
+class OrganizationKeyCollection(AdminView):
+    key_types = [ApiKey.Type.ORGANIZATION]
+    create_in: type[Any] = OrganizationKeyCreateIn
+
+    @admin_op(
+        "listOrganizationApiKeys",
+        implied_operation_id="listApiKeysOfCallerOrganization",
+        responses={200: ApiKeyListOut},
+        parameters=PAGE_PARAMETERS,
+    )
+    def get(self, request: Request, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_read()
+        keys = selectors.api_key_list(organization_id=scope.organization.pk, key_types=self.key_types)
+        return _page(request, keys, lambda row: ApiKeyOut(row).data)
+
+    @admin_op(
+        "createOrganizationApiKey",
+        implied_operation_id="createApiKeyInCallerOrganization",
+        request=OrganizationKeyCreateIn,
+        responses={201: ApiKeyCreatedOut},
+    )
+    def post(self, request: Request, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        data = parse(self.create_in, request.data)
+        key, raw = services.api_key_issue(
+            organization=scope.organization,
+            actor=scope.actor,
+            key_type=data["type"],
+            name=data["name"],
+            description=data["description"],
+            owner_user_id=scope.principal.user_id,
+            expires_in=data.get("expires_in"),
+            expires_at=_expires_at(data),
+        )
+        return Response({**ApiKeyOut(key).data, "value": raw}, status=201)
+
+
+class OrganizationKeyDetail(AdminView):
+    key_types = [ApiKey.Type.ORGANIZATION]
+
+    @admin_op(
+        "retrieveOrganizationApiKey",
+        implied_operation_id="retrieveApiKeyOfCallerOrganization",
+        responses={200: ApiKeyOut},
+    )
+    def get(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_read()
+        key = selectors.api_key_get(
+            organization_id=scope.organization.pk, key_types=self.key_types, public_id=key_id
+        )
+        return Response(ApiKeyOut(key).data)
+
+    @admin_op(
+        "deleteOrganizationApiKey",
+        implied_operation_id="deleteApiKeyOfCallerOrganization",
+        responses={200: AdminObjectDeletedOut},
+    )
+    def delete(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        key = selectors.api_key_get(
+            organization_id=scope.organization.pk, key_types=self.key_types, public_id=key_id
+        )
+        services.api_key_revoke(key=key, actor=scope.actor)
+        return _deleted(ApiKeyOut().get_object(key), key_id)
+
+
+class AdminKeyCollection(OrganizationKeyCollection):
+    key_types = [ApiKey.Type.ADMIN]
+    create_in = AdminKeyCreateIn
+
+    @admin_op("listAdminApiKeys", responses={200: ApiKeyListOut}, parameters=PAGE_PARAMETERS)
+    def get(self, request: Request, org_id: str | None = None) -> Response:
+        response: Response = super().get(request)
+        return response
+
+    @admin_op("createAdminApiKey", request=AdminKeyCreateIn, responses={201: ApiKeyCreatedOut})
+    def post(self, request: Request, org_id: str | None = None) -> Response:
+        response: Response = super().post(request)
+        return response
+
+
+class AdminKeyDetail(OrganizationKeyDetail):
+    key_types = [ApiKey.Type.ADMIN]
+
+    @admin_op("retrieveAdminApiKey", responses={200: ApiKeyOut})
+    def get(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
+        response: Response = super().get(request, key_id)
+        return response
+
+    @admin_op("deleteAdminApiKey", responses={200: AdminObjectDeletedOut})
+    def delete(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
+        response: Response = super().delete(request, key_id)
+        return response
+
+
+# --- Projects -------------------------------------------------------------------------------------
+
+
+class ProjectCollection(AdminView):
+    @admin_op(
+        "listProjects",
+        implied_operation_id="listProjectsOfCallerOrganization",
+        responses={200: ProjectListOut},
+        parameters=[*PAGE_PARAMETERS, OpenApiParameter("include_archived", bool)],
+    )
+    def get(self, request: Request, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        include_archived = request.query_params.get("include_archived", "false").lower() in ("true", "1")
+        projects = selectors.project_list_admin(
+            organization_id=scope.organization.pk,
+            include_archived=include_archived,
+            member_user_id=None if scope.role else scope.principal.user_id,
+        )
+        return _page(request, projects, lambda row: ProjectOut(row).data)
+
+    @admin_op(
+        "createProject",
+        implied_operation_id="createProjectInCallerOrganization",
+        request=ProjectCreateIn,
+        responses={201: ProjectOut},
+    )
+    def post(self, request: Request, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        data = parse(ProjectCreateIn, request.data)
+        project = services.project_add(organization=scope.organization, name=data["name"], actor=scope.actor)
+        return Response(ProjectOut(project).data, status=201)
+
+
+class ProjectDetail(AdminView):
+    @admin_op(
+        "retrieveProject",
+        implied_operation_id="retrieveProjectOfCallerOrganization",
+        responses={200: ProjectOut},
+    )
+    def get(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        return Response(ProjectOut(access.project).data)
+
+    def _update(self, request: Request, project_id: str, org_id: str | None) -> Response:
+        scope = _scope(request, org_id)
+        access = _project_scope(scope, project_id)
+        scope.require_owner()
+        data = parse(ProjectUpdateIn, request.data)
+        project = services.project_update(project=access.project, name=data["name"], actor=scope.actor)
+        return Response(ProjectOut(project).data)
+
+    @admin_op(
+        "updateProject",
+        implied_operation_id="updateProjectOfCallerOrganization",
+        request=ProjectUpdateIn,
+        responses={200: ProjectOut},
+    )
+    def patch(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        return self._update(request, project_id, org_id)
+
+    @admin_op(
+        "modifyProject",
+        implied_operation_id="modifyProjectOfCallerOrganization",
+        request=ProjectUpdateIn,
+        responses={200: ProjectOut},
+        description="The same as PATCH; OpenAI's admin API updates with POST.",
+    )
+    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        return self._update(request, project_id, org_id)
+
+    @admin_op(
+        "deleteProject",
+        implied_operation_id="deleteProjectOfCallerOrganization",
+        responses={200: AdminObjectDeletedOut},
+    )
+    def delete(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        access = _project_scope(scope, project_id)
+        scope.require_owner()
+        services.project_delete(project=access.project, actor=scope.actor)
+        return _deleted("organization.project", project_id)
+
+
+class ProjectArchive(AdminView):
+    @admin_op(
+        "archiveProject",
+        implied_operation_id="archiveProjectOfCallerOrganization",
+        request=None,
+        responses={200: ProjectOut},
+    )
+    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        access = _project_scope(scope, project_id)
+        scope.require_owner()
+        project = services.project_archive(project=access.project, actor=scope.actor)
+        return Response(ProjectOut(project).data)
+
+
+# --- Project keys ---------------------------------------------------------------------------------
+
+PROJECT_KEY_TYPES = [ApiKey.Type.PROJECT, ApiKey.Type.SERVICE, ApiKey.Type.EPHEMERAL]
+
+
+class ProjectKeyCollection(AdminView):
+    @admin_op(
+        "listProjectApiKeys",
+        implied_operation_id="listProjectApiKeysOfCallerOrganization",
+        responses={200: ApiKeyListOut},
+        parameters=PAGE_PARAMETERS,
+    )
+    def get(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        keys = selectors.api_key_list(
+            organization_id=access.project.organization_id,
+            key_types=PROJECT_KEY_TYPES,
+            project_id=access.project.pk,
+        )
+        return _page(request, keys, lambda row: ApiKeyOut(row).data)
+
+    @admin_op(
+        "createProjectApiKey",
+        implied_operation_id="createProjectApiKeyOfCallerOrganization",
+        request=ProjectKeyCreateIn,
+        responses={201: ApiKeyCreatedOut},
+    )
+    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        data = parse(ProjectKeyCreateIn, request.data)
+        service_account = None
+        if data["type"] == ApiKey.Type.SERVICE:
+            access.require_manage()
+            service_account = selectors.service_account_get(
+                project_id=access.project.pk, public_id=data["service_account_id"]
+            )
+        elif not (access.manage or access.member):
+            raise Forbidden("Only members of the project can create its keys.")
+        key, raw = services.api_key_issue(
+            organization=access.scope.organization,
+            actor=access.scope.actor,
+            key_type=data["type"],
+            name=data["name"],
+            description=data["description"],
+            project=access.project,
+            owner_user_id=access.scope.principal.user_id,
+            service_account=service_account,
+            expires_in=data.get("expires_in"),
+            expires_at=_expires_at(data),
+        )
+        return Response({**ApiKeyOut(key).data, "value": raw}, status=201)
+
+
+class ProjectKeyDetail(AdminView):
+    def _key(self, access: ProjectScope, key_id: str) -> ApiKey:
+        return selectors.api_key_get(
+            organization_id=access.project.organization_id,
+            key_types=PROJECT_KEY_TYPES,
+            project_id=access.project.pk,
+            public_id=key_id,
+        )
+
+    @admin_op(
+        "retrieveProjectApiKey",
+        implied_operation_id="retrieveProjectApiKeyOfCallerOrganization",
+        responses={200: ApiKeyOut},
+    )
+    def get(self, request: Request, project_id: str, key_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        return Response(ApiKeyOut(self._key(access, key_id)).data)
+
+    @admin_op(
+        "deleteProjectApiKey",
+        implied_operation_id="deleteProjectApiKeyOfCallerOrganization",
+        responses={200: AdminObjectDeletedOut},
+    )
+    def delete(self, request: Request, project_id: str, key_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        key = self._key(access, key_id)
+        own_key = (
+            access.member
+            and key.owner_user_id is not None
+            and key.owner_user_id == access.scope.principal.user_id
+        )
+        if not (access.manage or own_key):
+            raise Forbidden("Only project owners can delete other people's keys.")
+        services.api_key_revoke(key=key, actor=access.scope.actor)
+        return _deleted("organization.project.api_key", key_id)
+
+
+# --- Members --------------------------------------------------------------------------------------
+
+
+class OrganizationUserCollection(AdminView):
+    @admin_op(
+        "listOrganizationUsers",
+        implied_operation_id="listUsersOfCallerOrganization",
+        responses={200: OrganizationUserListOut},
+        parameters=PAGE_PARAMETERS,
+    )
+    def get(self, request: Request, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_read()
+        members = selectors.organization_member_list(organization_id=scope.organization.pk)
+        return _page(request, members, lambda row: OrganizationUserOut(row).data, id_field="user_public_id")
+
+    @admin_op(
+        "addOrganizationUser",
+        implied_operation_id="addUserToCallerOrganization",
+        request=OrganizationUserAddIn,
+        responses={201: OrganizationUserOut},
+    )
+    def post(self, request: Request, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        data = parse(OrganizationUserAddIn, request.data)
+        member = services.organization_member_add(organization=scope.organization, actor=scope.actor, **data)
+        return Response(OrganizationUserOut(member).data, status=201)
+
+
+class OrganizationUserDetail(AdminView):
+    @admin_op(
+        "retrieveOrganizationUser",
+        implied_operation_id="retrieveUserOfCallerOrganization",
+        responses={200: OrganizationUserOut},
+    )
+    def get(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_read()
+        member = selectors.organization_member_get(
+            organization_id=scope.organization.pk, user_public_id=user_id
+        )
+        return Response(OrganizationUserOut(member).data)
+
+    def _update(self, request: Request, user_id: str, org_id: str | None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        member = selectors.organization_member_get(
+            organization_id=scope.organization.pk, user_public_id=user_id
+        )
+        data = parse(OrganizationUserUpdateIn, request.data)
+        member = services.organization_member_update(member=member, role=data["role"], actor=scope.actor)
+        return Response(OrganizationUserOut(member).data)
+
+    @admin_op(
+        "modifyOrganizationUser",
+        implied_operation_id="modifyUserOfCallerOrganization",
+        request=OrganizationUserUpdateIn,
+        responses={200: OrganizationUserOut},
+    )
+    def post(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
+        return self._update(request, user_id, org_id)
+
+    @admin_op(
+        "updateOrganizationUser",
+        implied_operation_id="updateUserOfCallerOrganization",
+        request=OrganizationUserUpdateIn,
+        responses={200: OrganizationUserOut},
+    )
+    def patch(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
+        return self._update(request, user_id, org_id)
+
+    @admin_op(
+        "deleteOrganizationUser",
+        implied_operation_id="deleteUserOfCallerOrganization",
+        responses={200: AdminObjectDeletedOut},
+        description="Owners remove anyone; any member may remove themselves (leave).",
+    )
+    def delete(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        if user_id != scope.principal.user_public_id or scope.role is None:
+            scope.require_owner()
+        member = selectors.organization_member_get(
+            organization_id=scope.organization.pk, user_public_id=user_id
+        )
+        services.organization_member_remove(member=member, actor=scope.actor)
+        return _deleted("organization.user", user_id)
+
+
+class ProjectUserCollection(AdminView):
+    @admin_op(
+        "listProjectUsers",
+        implied_operation_id="listProjectUsersOfCallerOrganization",
+        responses={200: ProjectUserListOut},
+        parameters=PAGE_PARAMETERS,
+    )
+    def get(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        members = selectors.project_member_list(project_id=access.project.pk)
+        return _page(request, members, lambda row: ProjectUserOut(row).data, id_field="user_public_id")
+
+    @admin_op(
+        "addProjectUser",
+        implied_operation_id="addProjectUserOfCallerOrganization",
+        request=ProjectUserAddIn,
+        responses={201: ProjectUserOut},
+    )
+    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        access.require_manage()
+        data = parse(ProjectUserAddIn, request.data)
+        member = services.project_member_add(project=access.project, actor=access.scope.actor, **data)
+        return Response(ProjectUserOut(member).data, status=201)
+
+
+class ProjectUserDetail(AdminView):
+    @admin_op(
+        "retrieveProjectUser",
+        implied_operation_id="retrieveProjectUserOfCallerOrganization",
+        responses={200: ProjectUserOut},
+    )
+    def get(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        member = selectors.project_member_get(project_id=access.project.pk, user_public_id=user_id)
+        return Response(ProjectUserOut(member).data)
+
+    def _update(self, request: Request, project_id: str, user_id: str, org_id: str | None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        access.require_manage()
+        member = selectors.project_member_get(project_id=access.project.pk, user_public_id=user_id)
+        data = parse(ProjectUserUpdateIn, request.data)
+        member = services.project_member_update(member=member, role=data["role"], actor=access.scope.actor)
+        return Response(ProjectUserOut(member).data)
+
+    @admin_op(
+        "modifyProjectUser",
+        implied_operation_id="modifyProjectUserOfCallerOrganization",
+        request=ProjectUserUpdateIn,
+        responses={200: ProjectUserOut},
+    )
+    def post(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
+        return self._update(request, project_id, user_id, org_id)
+
+    @admin_op(
+        "updateProjectUser",
+        implied_operation_id="updateProjectUserOfCallerOrganization",
+        request=ProjectUserUpdateIn,
+        responses={200: ProjectUserOut},
+    )
+    def patch(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
+        return self._update(request, project_id, user_id, org_id)
+
+    @admin_op(
+        "deleteProjectUser",
+        implied_operation_id="deleteProjectUserOfCallerOrganization",
+        responses={200: AdminObjectDeletedOut},
+    )
+    def delete(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        if not (access.member and user_id == access.scope.principal.user_public_id):
+            access.require_manage()
+        member = selectors.project_member_get(project_id=access.project.pk, user_public_id=user_id)
+        services.project_member_remove(member=member, actor=access.scope.actor)
+        return _deleted("organization.project.user", user_id)
+
+
+# --- Service accounts -----------------------------------------------------------------------------
+
+
+class ServiceAccountCollection(AdminView):
+    @admin_op(
+        "listProjectServiceAccounts",
+        implied_operation_id="listProjectServiceAccountsOfCallerOrganization",
+        responses={200: ServiceAccountListOut},
+        parameters=PAGE_PARAMETERS,
+    )
+    def get(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        accounts = selectors.service_account_list(project_id=access.project.pk)
+        return _page(request, accounts, lambda row: ServiceAccountOut(row).data)
+
+    @admin_op(
+        "createProjectServiceAccount",
+        implied_operation_id="createProjectServiceAccountOfCallerOrganization",
+        request=ServiceAccountCreateIn,
+        responses={201: ServiceAccountCreatedOut},
+    )
+    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        access.require_manage()
+        if access.project.status != Project.Status.ACTIVE:
+            raise InvalidRequest("An archived project cannot get new service accounts.", param="project_id")
+        data = parse(ServiceAccountCreateIn, request.data)
+        account, key, raw = services.service_account_create(
+            project=access.project, name=data["name"], actor=access.scope.actor
+        )
+        body = {
+            **ServiceAccountOut(account).data,
+            "api_key": {
+                "object": "organization.project.service_account.api_key",
+                "id": key.public_id,
+                "name": key.name,
+                "value": raw,
+                "created_at": int(key.created_at.timestamp()),
+            },
+        }
+        return Response(body, status=201)
+
+
+class ServiceAccountDetail(AdminView):
+    @admin_op(
+        "retrieveProjectServiceAccount",
+        implied_operation_id="retrieveProjectServiceAccountOfCallerOrganization",
+        responses={200: ServiceAccountOut},
+    )
+    def get(
+        self, request: Request, project_id: str, service_account_id: str, org_id: str | None = None
+    ) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        account = selectors.service_account_get(project_id=access.project.pk, public_id=service_account_id)
+        return Response(ServiceAccountOut(account).data)
+
+    @admin_op(
+        "deleteProjectServiceAccount",
+        implied_operation_id="deleteProjectServiceAccountOfCallerOrganization",
+        responses={200: AdminObjectDeletedOut},
+    )
+    def delete(
+        self, request: Request, project_id: str, service_account_id: str, org_id: str | None = None
+    ) -> Response:
+        access = _project_scope(_scope(request, org_id), project_id)
+        access.require_manage()
+        account = selectors.service_account_get(project_id=access.project.pk, public_id=service_account_id)
+        services.service_account_delete(account=account, actor=access.scope.actor)
+        return _deleted("organization.project.service_account", service_account_id)
+
+
+# --- Invites ---------------------------------------------------------------------------------------
+
+
+class InviteCollection(AdminView):
+    @admin_op(
+        "listInvites",
+        implied_operation_id="listInvitesOfCallerOrganization",
+        responses={200: InviteListOut},
+        parameters=PAGE_PARAMETERS,
+    )
+    def get(self, request: Request, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_read()
+        invites = selectors.invite_list(organization_id=scope.organization.pk)
+        return _page(request, invites, lambda row: InviteOut(row).data)
+
+    @admin_op(
+        "createInvite",
+        implied_operation_id="createInviteInCallerOrganization",
+        request=InviteCreateIn,
+        responses={201: InviteOut},
+    )
+    def post(self, request: Request, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        data = parse(InviteCreateIn, request.data)
+        invite = services.invite_create(organization=scope.organization, actor=scope.actor, **data)
+        return Response(InviteOut(invite).data, status=201)
+
+
+class InviteDetail(AdminView):
+    @admin_op(
+        "retrieveInvite",
+        implied_operation_id="retrieveInviteOfCallerOrganization",
+        responses={200: InviteOut},
+    )
+    def get(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_read()
+        return Response(
+            InviteOut(selectors.invite_get(organization_id=scope.organization.pk, public_id=invite_id)).data
+        )
+
+    @admin_op(
+        "deleteInvite",
+        implied_operation_id="deleteInviteOfCallerOrganization",
+        responses={200: AdminObjectDeletedOut},
+    )
+    def delete(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        invite = selectors.invite_get(organization_id=scope.organization.pk, public_id=invite_id)
+        services.invite_delete(invite=invite, actor=scope.actor)
+        return _deleted("organization.invite", invite_id)
+
+
+class InviteResend(AdminView):
+    @admin_op(
+        "resendInvite",
+        implied_operation_id="resendInviteOfCallerOrganization",
+        request=None,
+        responses={200: InviteOut},
+    )
+    def post(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        invite = selectors.invite_get(organization_id=scope.organization.pk, public_id=invite_id)
+        return Response(InviteOut(services.invite_resend(invite=invite, actor=scope.actor)).data)
+
+
+class InviteVerification(APIView):
+    """No credential: the code from the e-mail is the proof."""
+
+    authentication_classes: list[Any] = []
+
+    @admin_op("verifyInvite", request=InviteVerificationIn, responses={200: InviteOut}, auth=[])
+    def post(self, request: Request) -> Response:
+        data = parse(InviteVerificationIn, request.data)
+        return Response(InviteOut(services.invite_accept(code=data["code"])).data)
+
+
+# --- Audit log -------------------------------------------------------------------------------------
+
+_TIME_FILTERS = ("gt", "gte", "lt", "lte")
+
+
+def _list_param(request: Request, name: str) -> list[str]:
+    values = request.query_params.getlist(name) + request.query_params.getlist(f"{name}[]")
+    return [value for raw in values for value in raw.split(",") if value]
+
+
+def _time_param(request: Request, op: str) -> int | None:
+    name = f"effective_at[{op}]"
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(str(raw))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a Unix timestamp in seconds.", param=name) from None
+
+
+class AuditLogCollection(AdminView):
+    @admin_op(
+        "listAuditLogs",
+        implied_operation_id="listAuditLogsOfCallerOrganization",
+        responses={200: AuditLogListOut},
+        parameters=[
+            *PAGE_PARAMETERS,
+            OpenApiParameter("event_types[]", str, many=True, description="e.g. project.created"),
+            OpenApiParameter("actor_ids[]", str, many=True, description="user or API key ids"),
+            OpenApiParameter("resource_ids[]", str, many=True, description="ids of the changed objects"),
+            OpenApiParameter("project_ids[]", str, many=True),
+            *(OpenApiParameter(f"effective_at[{op}]", int) for op in _TIME_FILTERS),
+        ],
+        description="Organization owners only.",
+    )
+    def get(self, request: Request, org_id: str | None = None) -> Response:
+        scope = _scope(request, org_id)
+        scope.require_owner()
+        bounds = {op: _time_param(request, op) for op in _TIME_FILTERS}
+        since = bounds["gte"] if bounds["gt"] is None else bounds["gt"] + 1
+        before = bounds["lt"] if bounds["lte"] is None else bounds["lte"] + 1
+        entries = selectors.audit_log_list(
+            organization_id=scope.organization.pk,
+            actions=_list_param(request, "event_types"),
+            actor_ids=_list_param(request, "actor_ids"),
+            resource_ids=_list_param(request, "resource_ids"),
+            project_ids=_list_param(request, "project_ids"),
+            since=datetime.fromtimestamp(since, tz=UTC) if since is not None else None,
+            before=datetime.fromtimestamp(before, tz=UTC) if before is not None else None,
+        )
+        return _page(request, entries, lambda row: AuditLogOut(row).data)
