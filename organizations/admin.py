@@ -7,6 +7,8 @@ from django.http import HttpRequest
 from organizations import services
 from organizations.models import (
     ApiKey,
+    AuditLogEntry,
+    Invite,
     Organization,
     OrganizationMember,
     Project,
@@ -79,7 +81,8 @@ class ProjectAdmin(admin.ModelAdmin[Project]):
 @admin.register(ServiceAccount)
 class ServiceAccountAdmin(admin.ModelAdmin[ServiceAccount]):
     list_display = ("name", "public_id", "project", "created_at", "deleted_at")
-    search_fields = ("name", "public_id")
+    search_fields = ("name", "public_id", "project__name", "project__public_id")
+    list_filter = ("role",)
     readonly_fields = ("public_id", "created_at")
 
 
@@ -143,3 +146,95 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         for key in queryset.filter(deleted_at__isnull=True):
             services.api_key_set_enabled(key=key, enabled=True)
         self.message_user(request, "Enabled.", messages.SUCCESS)
+
+
+@admin.register(OrganizationMember)
+class OrganizationMemberAdmin(admin.ModelAdmin[OrganizationMember]):
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__email", "user__public_id", "organization__name", "organization__public_id")
+    autocomplete_fields = ("user",)
+    list_select_related = ("user", "organization")
+
+
+@admin.register(ProjectMember)
+class ProjectMemberAdmin(admin.ModelAdmin[ProjectMember]):
+    list_display = ("user", "project", "role", "created_at")
+    list_filter = ("role",)
+    search_fields = ("user__email", "user__public_id", "project__name", "project__public_id")
+    autocomplete_fields = ("user",)
+    list_select_related = ("user", "project")
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin[Invite]):
+    """Never the code's hash. "Resend" goes through the service: a new code, a new e-mail."""
+
+    list_display = ("email", "public_id", "organization", "role", "status", "delivery_status", "expires_at")
+    list_filter = ("status", "delivery_status", "role")
+    search_fields = ("email", "public_id", "organization__name")
+    fields = (
+        "public_id",
+        "organization",
+        "email",
+        "role",
+        "projects",
+        "status",
+        "delivery_status",
+        "delivery_attempts",
+        "delivery_error",
+        "sent_at",
+        "invited_by",
+        "invited_at",
+        "expires_at",
+        "accepted_at",
+        "deleted_at",
+    )
+    readonly_fields = fields
+    actions = ["resend"]
+    list_select_related = ("organization",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # invites are created through the API, which validates projects and e-mail
+
+    @admin.action(description="Resend selected invites")
+    def resend(self, request: HttpRequest, queryset: QuerySet[Invite]) -> None:
+        actor = services.Actor(type="user", id=getattr(request.user, "public_id", ""))
+        for invite in queryset.filter(deleted_at__isnull=True).exclude(status=Invite.Status.ACCEPTED):
+            services.invite_resend(invite=invite, actor=actor)
+        self.message_user(request, "Queued for sending.", messages.SUCCESS)
+
+
+@admin.register(AuditLogEntry)
+class AuditLogEntryAdmin(admin.ModelAdmin[AuditLogEntry]):
+    """Read-only: the audit log is evidence."""
+
+    list_display = (
+        "created_at",
+        "action",
+        "actor_type",
+        "actor_id",
+        "target_id",
+        "organization",
+        "request_id",
+    )
+    list_filter = ("action", "actor_type", "target_type")
+    search_fields = (
+        "public_id",
+        "actor_id",
+        "actor_user_id",
+        "target_id",
+        "request_id",
+        "organization__name",
+    )
+    list_select_related = ("organization",)
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AuditLogEntry | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AuditLogEntry | None = None) -> bool:
+        return False

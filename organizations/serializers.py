@@ -56,11 +56,12 @@ PROJECT_ROLES = list(ProjectMember.Role.values)
 class StrictIn(serializers.Serializer[Any]):
     """Refuses fields it does not know, so a typo is a 400 rather than silently ignored."""
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError({sorted(unknown)[0]: "Unknown parameter."})
-        return attrs
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            unknown = set(data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError({sorted(unknown)[0]: "Unknown parameter."})
+        return dict(super().to_internal_value(data))
 
 
 # --- Inputs ------------------------------------------------------------------------------------
@@ -98,7 +99,6 @@ class ProjectKeyCreateIn(_KeyCreateIn):
     service_account_id = serializers.CharField(max_length=40, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
         if attrs["type"] == "service" and not attrs.get("service_account_id"):
             raise serializers.ValidationError(
                 {"service_account_id": "A service key needs service_account_id."}
@@ -123,7 +123,6 @@ class _MemberAddIn(StrictIn):
     user_id = serializers.CharField(max_length=40, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
         if bool(attrs.get("email")) == bool(attrs.get("user_id")):
             raise serializers.ValidationError({"user_id": "Give either email or user_id."})
         return attrs
