@@ -76,7 +76,8 @@ def test_organization_create_and_exact_object() -> None:
         "is_default": False,
         "created_at": body["created_at"],
     }
-    assert body["id"].startswith("org_") and isinstance(body["created_at"], int)
+    assert body["id"].startswith("org_")
+    assert isinstance(body["created_at"], int)
     listed = call("get", "/v1/organization", jwt(user)).json()
     assert body["id"] in [row["id"] for row in listed["data"]]
     assert set(listed) == {"object", "data", "first_id", "last_id", "has_more"}
@@ -128,7 +129,8 @@ def test_admin_key_and_org_key_routes(cast: dict[str, Any]) -> None:
     created = call("post", "/v1/organization/admin_api_keys", token, {"name": "ops"})
     assert created.status_code == 201
     body = created.json()
-    assert body["object"] == "organization.admin_api_key" and body["value"].startswith("sk-admin_")
+    assert body["object"] == "organization.admin_api_key"
+    assert body["value"].startswith("sk-admin_")
     assert call("get", f"/v1/organization/admin_api_keys/{body['id']}", token).json()["object"] == (
         "organization.admin_api_key"
     )
@@ -140,9 +142,11 @@ def test_admin_key_and_org_key_routes(cast: dict[str, Any]) -> None:
         "deleted": True,
     }
     org_key = call("post", f"/v1/organization/{cast['org'].public_id}/api_keys", token, {"name": "o"}).json()
-    assert org_key["object"] == "organization.api_key" and org_key["value"].startswith("sk-organization_")
+    assert org_key["object"] == "organization.api_key"
+    assert org_key["value"].startswith("sk-organization_")
     bad = call("post", f"/v1/organization/{cast['org'].public_id}/api_keys", token, {"type": "admin"})
-    assert bad.status_code == 400 and bad.json()["error"]["param"] == "type"
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "type"
 
 
 def test_members_service_accounts_objects(cast: dict[str, Any]) -> None:
@@ -161,7 +165,8 @@ def test_members_service_accounts_objects(cast: dict[str, Any]) -> None:
     duplicate = call(
         "post", f"/v1/organization/{org.public_id}/users", token, {"user_id": newcomer.public_id}
     )
-    assert duplicate.status_code == 400 and duplicate.json()["error"]["param"] == "user_id"
+    assert duplicate.status_code == 400
+    assert duplicate.json()["error"]["param"] == "user_id"
     changed = call(
         "post", f"/v1/organization/{org.public_id}/users/{newcomer.public_id}", token, {"role": "owner"}
     )
@@ -172,7 +177,8 @@ def test_members_service_accounts_objects(cast: dict[str, Any]) -> None:
         token,
         {"user_id": newcomer.public_id},
     ).json()
-    assert puser["object"] == "organization.project.user" and puser["role"] == "member"
+    assert puser["object"] == "organization.project.user"
+    assert puser["role"] == "member"
     svc = call(
         "post",
         f"/v1/organization/{cast['org'].public_id}/projects/{project.public_id}/service_accounts",
@@ -329,7 +335,8 @@ def test_project_archive_stops_its_keys_and_hides_it(
         archived = call(
             "post", f"/v1/organization/{org.public_id}/projects/{project.public_id}/archive", token
         )
-    assert archived.json()["status"] == "archived" and archived.json()["archived_at"]
+    assert archived.json()["status"] == "archived"
+    assert archived.json()["archived_at"]
     with pytest.raises(AuthenticationError):
         principal_from_request(_request(raw))
     ids = [
@@ -405,14 +412,16 @@ def test_bad_input_is_400_with_param(cast: dict[str, Any], path: str, body: Any,
     response = call("post", url, cast["tokens"]["owner"], body)
     assert response.status_code == 400, response.content
     error = response.json()["error"]
-    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
     assert (AuditLogEntry.objects.count(), ApiKey.objects.count(), Project.objects.count()) == before
 
 
 def test_ephemeral_key_within_an_hour(cast: dict[str, Any]) -> None:
     path = f"/v1/organization/projects/{cast['project'].public_id}/api_keys"
     body = call("post", path, cast["tokens"]["admin_key"], {"type": "ephemeral", "expires_in": 3600}).json()
-    assert body["type"] == "ephemeral" and body["expires_at"] - body["created_at"] in (3599, 3600, 3601)
+    assert body["type"] == "ephemeral"
+    assert body["expires_at"] - body["created_at"] in (3599, 3600, 3601)
 
 
 def test_bad_list_parameters(cast: dict[str, Any]) -> None:
@@ -454,11 +463,13 @@ def test_changes_are_audited_without_secrets(cast: dict[str, Any]) -> None:
         "user_id": cast["owner"].public_id,
     }
     assert renamed["target"] == {"type": "organization", "id": org.public_id}
-    assert renamed["object"] == "organization.audit_log" and isinstance(renamed["effective_at"], int)
+    assert renamed["object"] == "organization.audit_log"
+    assert isinstance(renamed["effective_at"], int)
     assert renamed["request_id"]
     key_row = ApiKey.objects.get(public_id=key["id"])
     dump = log.content.decode() + str(list(AuditLogEntry.objects.values()))
-    assert key["value"] not in dump and key_row.key_hash not in dump
+    assert key["value"] not in dump
+    assert key_row.key_hash not in dump
     filtered = call(
         "get", f"/v1/organization/{org.public_id}/audit_logs?event_types[]=project.created", token
     ).json()["data"]
@@ -487,7 +498,7 @@ def test_changes_are_audited_without_secrets(cast: dict[str, Any]) -> None:
 )
 def test_list_query_budget(cast: dict[str, Any], django_assert_max_num_queries: Any, path: str) -> None:
     org, project, token = cast["org"], cast["project"], cast["tokens"]["admin_key"]
-    for index in range(5):  # rows must not add queries
+    for _ in range(5):  # rows must not add queries
         make_api_key(project=project)
         make_api_key(org=org, key_type=ApiKey.Type.ORGANIZATION)
         OrganizationMember.objects.create(organization=org, user=make_user(), role="reader")
