@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest
@@ -28,6 +28,24 @@ from organizations.services import api_key_hash, api_key_touch
 from organizations.services.keys import KEY_PATTERN
 
 RouteClass = Literal["data", "admin"]
+
+
+class Headers(Protocol):
+    """Case-insensitive header lookup: Django's request.headers, or the hot path's ASGI headers."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+class AsgiHeaders(dict[str, str]):
+    """An ASGI scope's headers as a case-insensitive mapping (repeated names: the last one wins)."""
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        super().__init__((name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw)
+
+    def get(self, key: str, default: str | None = None, /) -> str | None:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
 _TOUCH_INTERVAL_SECONDS = 60.0
 
 
@@ -54,8 +72,8 @@ def _invalid(message: str = "Incorrect API key provided.") -> AuthenticationErro
     return AuthenticationError(message)
 
 
-def bearer_token(request: HttpRequest) -> str:
-    header = request.headers.get("Authorization")
+def bearer_token(headers: Headers) -> str:
+    header = headers.get("Authorization")
     if not header:
         raise AuthenticationError(
             "You didn't provide an API key. Provide it in the Authorization header as 'Bearer YOUR_KEY'.",
@@ -125,8 +143,8 @@ def _organization_key_project(snapshot: KeySnapshot, requested: str | None) -> t
     return (project.pk, project.public_id) if project else (None, None)
 
 
-def _check_organization_header(request: HttpRequest, organization_public_id: str) -> None:
-    requested = request.headers.get("OpenAI-Organization")
+def _check_organization_header(headers: Headers, organization_public_id: str) -> None:
+    requested = headers.get("OpenAI-Organization")
     if requested and requested != organization_public_id:
         raise NotFound(
             f"No organization with id '{requested}'.",
@@ -146,12 +164,12 @@ def _touch_due(key_id: int) -> bool:
     return True
 
 
-def _key_principal_sync(request: HttpRequest, token: str, route: RouteClass) -> Principal:
+def _key_principal_sync(headers: Headers, token: str, route: RouteClass) -> Principal:
     snapshot = _check_key(
         keycache.snapshot_get(api_key_hash(token)) if KEY_PATTERN.match(token) else None, route
     )
-    _check_organization_header(request, snapshot.organization_public_id)
-    requested = request.headers.get("OpenAI-Project")
+    _check_organization_header(headers, snapshot.organization_public_id)
+    requested = headers.get("OpenAI-Project")
     if snapshot.key_type == ApiKey.Type.ORGANIZATION and route == "data":
         project_id, project_public_id = _organization_key_project(snapshot, requested)
     elif snapshot.project_id is not None and _fixed_project(snapshot, requested):
@@ -166,7 +184,7 @@ def _key_principal_sync(request: HttpRequest, token: str, route: RouteClass) -> 
 # --- JWT ---------------------------------------------------------------------------------
 
 
-def _jwt_principal(request: HttpRequest, token: str, route: RouteClass) -> Principal:
+def _jwt_principal(headers: Headers, token: str, route: RouteClass) -> Principal:
     from rest_framework_simplejwt.exceptions import TokenError
     from rest_framework_simplejwt.tokens import AccessToken
 
@@ -180,8 +198,8 @@ def _jwt_principal(request: HttpRequest, token: str, route: RouteClass) -> Princ
     if user is None:
         raise _invalid("Invalid or expired access token.")
 
-    requested_org = request.headers.get("OpenAI-Organization")
-    requested_project = request.headers.get("OpenAI-Project")
+    requested_org = headers.get("OpenAI-Organization")
+    requested_project = headers.get("OpenAI-Project")
     if requested_org:
         organization = selectors.organization_get_for_user(user_id=user.pk, public_id=requested_org)
     elif requested_project:
@@ -244,24 +262,32 @@ def _finish(principal: Principal, route: RouteClass) -> Principal:
 
 def principal_from_request(request: HttpRequest, *, route: RouteClass = "data") -> Principal:
     """Sync resolution (DRF views, MCP tools). Raises AuthenticationError / Forbidden / NotFound."""
-    token = bearer_token(request)
+    return principal_from_headers(request.headers, route=route)
+
+
+def principal_from_headers(headers: Headers, *, route: RouteClass = "data") -> Principal:
+    token = bearer_token(headers)
     if token.startswith("sk-"):
-        principal = _key_principal_sync(request, token, route)
+        principal = _key_principal_sync(headers, token, route)
     else:
-        principal = _jwt_principal(request, token, route)
+        principal = _jwt_principal(headers, token, route)
     return _finish(principal, route)
 
 
 async def aprincipal_from_request(request: HttpRequest, *, route: RouteClass = "data") -> Principal:
     """Async resolution. A project key with a warm cache costs no thread hop and no query."""
-    token = bearer_token(request)
+    return await aprincipal_from_headers(request.headers, route=route)
+
+
+async def aprincipal_from_headers(headers: Headers, *, route: RouteClass = "data") -> Principal:
+    token = bearer_token(headers)
     if not token.startswith("sk-"):
-        return await sync_to_async(principal_from_request)(request, route=route)
+        return await sync_to_async(principal_from_headers)(headers, route=route)
     snapshot = _check_key(
         await keycache.asnapshot_get(api_key_hash(token)) if KEY_PATTERN.match(token) else None, route
     )
-    _check_organization_header(request, snapshot.organization_public_id)
-    requested = request.headers.get("OpenAI-Project")
+    _check_organization_header(headers, snapshot.organization_public_id)
+    requested = headers.get("OpenAI-Project")
     if snapshot.key_type == ApiKey.Type.ORGANIZATION and route == "data":
         project_id, project_public_id = await run_sync(_organization_key_project, snapshot, requested)
     elif snapshot.project_id is not None and _fixed_project(snapshot, requested):

@@ -239,7 +239,7 @@ class AnyCredentialAuthentication(BaseAuthentication):
     """
 
     def authenticate(self, request: Request) -> tuple[Any, Principal]:
-        token = bearer_token(request._request)
+        token = bearer_token(request._request.headers)
         is_data_key = token.startswith("sk-") and not token.startswith("sk-admin_")
         principal = principal_from_request(request._request, route="data" if is_data_key else "admin")
         return (None, principal)
