@@ -26,12 +26,21 @@ class GatewayError(Exception):
     type: str = "invalid_request_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         if code is not None:
             self.code = code
+        # Response headers the error carries (Retry-After, x-ratelimit-*), on every transport.
+        self.headers: dict[str, str] = headers or {}
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -143,7 +152,10 @@ def _render(body: dict[str, Any], status: int) -> HttpResponse:
 
 def json_error(err: GatewayError) -> HttpResponse:
     """For plain (async) Django views."""
-    return _render(err.body(), err.status)
+    response = _render(err.body(), err.status)
+    for name, value in err.headers.items():
+        response[name] = value
+    return response
 
 
 def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -153,8 +165,8 @@ def drf_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None  # unexpected: Django logs it and handler500 renders the envelope
     set_rollback()
     wait = getattr(exc, "wait", None)
-    headers = {"Retry-After": str(int(wait))} if isinstance(exc, drf.Throttled) and wait else None
-    return Response(err.body(), status=err.status, headers=headers)
+    headers = {"Retry-After": str(int(wait))} if isinstance(exc, drf.Throttled) and wait else {}
+    return Response(err.body(), status=err.status, headers={**err.headers, **headers} or None)
 
 
 def sse_error(err: GatewayError) -> bytes:
