@@ -253,6 +253,23 @@ MODEL_HEALTH_INTERVAL_SECONDS = env.int("MODEL_HEALTH_INTERVAL_SECONDS", default
 SERPER_API_KEY = env.str("SERPER_API_KEY", default="")
 SERPER_BASE_URL = env.str("SERPER_BASE_URL", default="https://google.serper.dev")
 SERPER_SCRAPE_URL = env.str("SERPER_SCRAPE_URL", default="https://scrape.serper.dev")
+SERPER_TIMEOUT_SECONDS = env.float("SERPER_TIMEOUT_SECONDS", default=15.0)
+
+# --- Web page fetch (mcp_server.web: the MCP fetch_webpage tool, Responses web tools) -------
+# "direct": our own fetch behind the SSRF guard; "serper": Serper's scrape endpoint.
+WEB_FETCH_BACKEND = env.str("WEB_FETCH_BACKEND", default="direct")
+WEB_FETCH_TIMEOUT_SECONDS = env.float("WEB_FETCH_TIMEOUT_SECONDS", default=20.0)
+WEB_FETCH_CONNECT_TIMEOUT_SECONDS = env.float("WEB_FETCH_CONNECT_TIMEOUT_SECONDS", default=5.0)
+WEB_FETCH_READ_TIMEOUT_SECONDS = env.float("WEB_FETCH_READ_TIMEOUT_SECONDS", default=10.0)
+WEB_FETCH_MAX_BYTES = env.int("WEB_FETCH_MAX_BYTES", default=3 * 1024 * 1024)
+WEB_FETCH_MAX_REDIRECTS = env.int("WEB_FETCH_MAX_REDIRECTS", default=5)
+WEB_FETCH_MAX_CHARS = env.int("WEB_FETCH_MAX_CHARS", default=20_000)
+# Test-only: lets the suite fetch a page served on 127.0.0.1. Production refuses to boot with it.
+WEB_FETCH_ALLOW_LOOPBACK = env.bool("WEB_FETCH_ALLOW_LOOPBACK", default=False)
+if WEB_FETCH_BACKEND not in ("direct", "serper"):
+    raise ImproperlyConfigured("WEB_FETCH_BACKEND must be 'direct' or 'serper'.")
+if IS_PROD and WEB_FETCH_ALLOW_LOOPBACK:
+    raise ImproperlyConfigured("GATEWAY_ENV=prod refuses to start: WEB_FETCH_ALLOW_LOOPBACK is set.")
 
 # --- E-mail (invites) ----------------------------------------------------------------
 SMTP_HOST = env.str("SMTP_HOST", default="")
@@ -438,13 +455,39 @@ PROVIDER_EJECT_SECONDS = env.float("PROVIDER_EJECT_SECONDS", default=30.0)
 MODEL_REGISTRY_REFRESH_SECONDS = env.float("MODEL_REGISTRY_REFRESH_SECONDS", default=2.0)
 USAGE_FLUSH_INTERVAL_SECONDS = env.float("USAGE_FLUSH_INTERVAL_SECONDS", default=1.0)
 USAGE_FLUSH_MAX_ROWS = env.int("USAGE_FLUSH_MAX_ROWS", default=200)
+# Chat bodies carry images and long histories; Django's 2.5 MB form limit is too small for them.
+CHAT_MAX_BODY_BYTES = env.int("CHAT_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE["inference-providers-poll"] = {
     "task": "inference.tasks.providers_poll",
     "schedule": float(MODEL_HEALTH_INTERVAL_SECONDS),
 }
 ASGI_LIFESPAN.append("inference.lifespan.lifespan")
+# /v1/chat/completions and /v1/models are answered by a raw ASGI app before Django (the hot path).
+ASGI_MOUNTS.append("inference.hotpath.mount")
 
 # --- allauth: our User has no username (e-mail is the login) ----------------------------
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*"]
+
+# --- Operations: metrics, profiling, rate limits (README: Monitoring, Profiling, Limits) ------
+# /metrics: on by default in dev only; METRICS_TOKEN, when set, is required as a bearer token.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=IS_DEV)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Several workers share their samples through files here (gateway.metrics). prometheus_client reads
+# the variable itself at import, so it must come from the environment; `make run` sets and empties it.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# Collectors run at scrape time only (no cost between scrapes).
+METRICS_COLLECTORS = ["inference.monitoring.ProviderHealthCollector"]
+ASGI_LIFESPAN.append("gateway.metrics.lifespan")
+# Continuous profiling to Pyroscope (web and Celery processes) when the address is set.
+PYROSCOPE_SERVER_ADDRESS = env.str("PYROSCOPE_SERVER_ADDRESS", default="")
+PYROSCOPE_APPLICATION_NAME = env.str("PYROSCOPE_APPLICATION_NAME", default="jan-gateway")
+PYROSCOPE_AUTH_TOKEN = env.str("PYROSCOPE_AUTH_TOKEN", default="")
+PYROSCOPE_SAMPLE_RATE = env.int("PYROSCOPE_SAMPLE_RATE", default=100)
+# On-demand profile of one request (`?profile=1`) for organization owners and staff; off by default.
+PROFILING_ENABLED = env.bool("PROFILING_ENABLED", default=False)
+# A concurrent-stream slot whose worker died is given back after this long.
+RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", default=900)
