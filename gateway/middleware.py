@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
 
-from gateway import context, errors
+from gateway import context, errors, metrics
 
 access_log = logging.getLogger("gateway.access")
 
@@ -63,6 +63,8 @@ class RequestContextMiddleware:
             response["X-Request-ID"] = request_id
             response.setdefault("X-Content-Type-Options", "nosniff")
             state = context.current() or {}
+            elapsed = time.perf_counter() - started
+            metrics.request_observed(_route_of(request), request.method or "", response.status_code, elapsed)
             access_log.info(
                 "request",
                 extra={
@@ -70,7 +72,7 @@ class RequestContextMiddleware:
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "latency_ms": round(elapsed * 1000, 2),
                     "client_ip": request.META.get("REMOTE_ADDR"),
                     "streaming": response.streaming,
                     **state.get("log", {}),
@@ -79,6 +81,12 @@ class RequestContextMiddleware:
             return response
         finally:
             context.end(token)
+
+
+def _route_of(request: HttpRequest) -> str:
+    """The route template as the metrics label: raw paths would make a time series per id."""
+    match = request.resolver_match
+    return "/" + str(match.route) if match is not None else "unmatched"
 
 
 def _ensure_json_error(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

@@ -491,3 +491,25 @@ PYROSCOPE_SAMPLE_RATE = env.int("PYROSCOPE_SAMPLE_RATE", default=100)
 PROFILING_ENABLED = env.bool("PROFILING_ENABLED", default=False)
 # A concurrent-stream slot whose worker died is given back after this long.
 RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", default=900)
+
+# --- Operations: metrics, profiling, rate limits (README: Monitoring, Profiling, Limits) ------
+# /metrics: on by default in dev only; METRICS_TOKEN, when set, is required as a bearer token.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=IS_DEV)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Several workers share their samples through files here (gateway.metrics). prometheus_client reads
+# the variable itself at import, so it must come from the environment; `make run` sets and empties it.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+# Collectors run at scrape time only (no cost between scrapes).
+METRICS_COLLECTORS = ["inference.monitoring.ProviderHealthCollector"]
+ASGI_LIFESPAN.append("gateway.metrics.lifespan")
+# Continuous profiling to Pyroscope (web and Celery processes) when the address is set.
+PYROSCOPE_SERVER_ADDRESS = env.str("PYROSCOPE_SERVER_ADDRESS", default="")
+PYROSCOPE_APPLICATION_NAME = env.str("PYROSCOPE_APPLICATION_NAME", default="jan-gateway")
+PYROSCOPE_AUTH_TOKEN = env.str("PYROSCOPE_AUTH_TOKEN", default="")
+PYROSCOPE_SAMPLE_RATE = env.int("PYROSCOPE_SAMPLE_RATE", default=100)
+# On-demand profile of one request (`?profile=1`) for organization owners and staff; off by default.
+PROFILING_ENABLED = env.bool("PROFILING_ENABLED", default=False)
+# A concurrent-stream slot whose worker died is given back after this long.
+RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", default=900)

@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from gateway import health
+from gateway import health, metrics
 
 handler400 = "gateway.errors.handler400"
 handler403 = "gateway.errors.handler403"
@@ -16,6 +16,7 @@ urlpatterns = [
     path("healthcheck", health.healthcheck, name="healthcheck"),
     path("readyz", health.readyz, name="readyz"),
     path("v1/version", health.version, name="version"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/swagger", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/swagger/index.html", SpectacularSwaggerView.as_view(url_name="schema")),
