@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready
 
 
 @shared_task(ignore_result=True)
@@ -20,3 +23,10 @@ def provider_check(provider_id: int) -> None:
     from inference import services
 
     services.provider_check(provider_id=provider_id)
+
+
+@worker_ready.connect
+def _poll_at_start(**kwargs: Any) -> None:
+    """A fresh `make run` should route to JAN_INFERENCE_MODEL_URL in seconds, not after the
+    first beat interval: the worker polls once as soon as it is up."""
+    providers_poll.delay()
