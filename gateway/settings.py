@@ -271,6 +271,12 @@ if WEB_FETCH_BACKEND not in ("direct", "serper"):
 if IS_PROD and WEB_FETCH_ALLOW_LOOPBACK:
     raise ImproperlyConfigured("GATEWAY_ENV=prod refuses to start: WEB_FETCH_ALLOW_LOOPBACK is set.")
 
+# --- MCP server (mcp_server: /v1/mcp and /v1/conv/mcp) ------------------------------------
+# 2025-11-25 sessions (and their resource subscriptions) live in Redis this long after last use.
+MCP_SESSION_TTL_SECONDS = env.int("MCP_SESSION_TTL_SECONDS", default=3600)
+MCP_RESOURCE_LIST_LIMIT = env.int("MCP_RESOURCE_LIST_LIMIT", default=20)
+MCP_MAX_REQUEST_BYTES = env.int("MCP_MAX_REQUEST_BYTES", default=4 * 1024 * 1024)
+
 # --- E-mail (invites) ----------------------------------------------------------------
 SMTP_HOST = env.str("SMTP_HOST", default="")
 SMTP_PORT = env.int("SMTP_PORT", default=587)
@@ -464,6 +470,8 @@ CELERY_BEAT_SCHEDULE["inference-providers-poll"] = {
 ASGI_LIFESPAN.append("inference.lifespan.lifespan")
 # /v1/chat/completions and /v1/models are answered by a raw ASGI app before Django (the hot path).
 ASGI_MOUNTS.append("inference.hotpath.mount")
+# /v1/mcp and /v1/conv/mcp: the MCP server (Streamable HTTP, both protocol eras).
+ASGI_MOUNTS.append("mcp_server.transport.mount")
 
 # --- allauth: our User has no username (e-mail is the login) ----------------------------
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None

@@ -1,0 +1,145 @@
+"""Conversations and stored responses as MCP resources: reads through the owning apps' selectors.
+
+Sync functions (they touch the ORM); the MCP handlers call them through
+`gateway.background.run_sync`. Isolation is the selectors' job: another project's conversation
+raises `gateway.errors.NotFound` there, exactly as it does for the REST API.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from accounts.auth import Principal
+
+CONVERSATION_SCHEME = "conversation"
+RESPONSE_SCHEME = "response"
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _selectors(app: str) -> Any:
+    """The app's selectors module. Looked up at call time: `conversations` and `responses` sit
+    above the tenancy layer and may be absent from a deployment's INSTALLED_APPS."""
+    return importlib.import_module(f"{app}.selectors")
+
+
+def conversations_available() -> bool:
+    return _available("conversations.selectors")
+
+
+def responses_available() -> bool:
+    return _available("responses.selectors")
+
+
+def parse_uri(uri: str) -> tuple[str, str] | None:
+    """("conversation", "conv_…") for `conversation://conv_…`; None for anything else."""
+    parts = urlsplit(uri)
+    identifier = parts.netloc or parts.path.lstrip("/")
+    if parts.scheme not in (CONVERSATION_SCHEME, RESPONSE_SCHEME) or not identifier or "/" in identifier:
+        return None
+    return parts.scheme, identifier
+
+
+def conversation_uri(conversation_id: str) -> str:
+    return f"{CONVERSATION_SCHEME}://{conversation_id}"
+
+
+def recent_conversations(principal: Principal, *, limit: int) -> list[dict[str, Any]]:
+    selectors = _selectors("conversations")
+
+    return [
+        selectors.conversation_object(conversation)
+        for conversation in selectors.conversation_list(principal, limit=limit)
+    ]
+
+
+def conversation_read(
+    principal: Principal, conversation_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(conversation object, its items oldest first). Raises NotFound when not the caller's."""
+    selectors = _selectors("conversations")
+
+    conversation = selectors.conversation_get(principal, conversation_id)
+    items = selectors.item_list(conversation, order="asc")
+    return selectors.conversation_object(conversation), [selectors.item_object(item) for item in items]
+
+
+def conversation_check(principal: Principal, conversation_id: str) -> None:
+    """Raises NotFound unless the caller may read the conversation."""
+    selectors = _selectors("conversations")
+
+    selectors.conversation_get(principal, conversation_id)
+
+
+def response_read(principal: Principal, response_id: str) -> dict[str, Any]:
+    selectors = _selectors("responses")
+
+    return dict(selectors.response_object(selectors.response_get(principal, response_id)))
+
+
+# --- Rendering ---------------------------------------------------------------------------------
+
+
+def _part_text(part: Any) -> str:
+    if isinstance(part, str):
+        return part
+    if not isinstance(part, dict):
+        return ""
+    kind = part.get("type", "")
+    if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
+        return str(part.get("text", ""))
+    if kind == "refusal":
+        return f"[refusal] {part.get('refusal', '')}"
+    if kind == "input_image":
+        return "[image]"
+    if kind == "input_file":
+        return f"[file: {part.get('filename') or part.get('file_id') or 'attachment'}]"
+    return f"[{kind or 'content'}]"
+
+
+def _item_markdown(item: dict[str, Any]) -> str:
+    kind = item.get("type", "message")
+    if kind == "message":
+        content = item.get("content")
+        parts = content if isinstance(content, list) else [content]
+        text = "\n\n".join(t for t in (_part_text(p) for p in parts) if t)
+        return f"### {item.get('role', 'unknown')}\n\n{text}".rstrip()
+    if kind == "function_call":
+        return f"### tool call: `{item.get('name', '')}`\n\n```json\n{item.get('arguments', '')}\n```"
+    if kind == "function_call_output":
+        return f"### tool result ({item.get('call_id', '')})\n\n{item.get('output', '')}"
+    if kind == "reasoning":
+        summary = "\n\n".join(_part_text(p) for p in item.get("summary") or [])
+        return f"### reasoning\n\n{summary}".rstrip()
+    return f"### {kind}\n\n```json\n{json.dumps(item, ensure_ascii=False, default=str)}\n```"
+
+
+def transcript_markdown(conversation: dict[str, Any], items: list[dict[str, Any]]) -> str:
+    metadata = conversation.get("metadata") or {}
+    title = metadata.get("title") if isinstance(metadata, dict) else None
+    lines = [f"# Conversation {conversation.get('id', '')}" + (f": {title}" if title else "")]
+    if conversation.get("created_at") is not None:
+        lines.append(f"Created at (Unix): {conversation['created_at']}")
+    lines.append(f"Items: {len(items)}")
+    body = [_item_markdown(item) for item in items] or ["(no items yet)"]
+    return "\n".join(lines) + "\n\n" + "\n\n".join(body) + "\n"
+
+
+def response_markdown(response: dict[str, Any]) -> str:
+    lines = [
+        f"# Response {response.get('id', '')}",
+        f"Model: {response.get('model', '')}",
+        f"Status: {response.get('status', '')}",
+    ]
+    output = response.get("output") or []
+    body = [_item_markdown(item) for item in output if isinstance(item, dict)] or ["(no output)"]
+    return "\n".join(lines) + "\n\n" + "\n\n".join(body) + "\n"
