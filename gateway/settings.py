@@ -461,6 +461,9 @@ PROVIDER_EJECT_SECONDS = env.float("PROVIDER_EJECT_SECONDS", default=30.0)
 MODEL_REGISTRY_REFRESH_SECONDS = env.float("MODEL_REGISTRY_REFRESH_SECONDS", default=2.0)
 USAGE_FLUSH_INTERVAL_SECONDS = env.float("USAGE_FLUSH_INTERVAL_SECONDS", default=1.0)
 USAGE_FLUSH_MAX_ROWS = env.int("USAGE_FLUSH_MAX_ROWS", default=200)
+# Organizations' own providers (registered through the API) must resolve to public addresses;
+# True lets them reach private, loopback and link-local networks too (inference.netguard).
+PROVIDER_PRIVATE_URLS_ALLOWED = env.bool("PROVIDER_PRIVATE_URLS_ALLOWED", default=False)
 # Chat bodies carry images and long histories; Django's 2.5 MB form limit is too small for them.
 CHAT_MAX_BODY_BYTES = env.int("CHAT_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE["inference-providers-poll"] = {
@@ -477,28 +480,6 @@ ASGI_MOUNTS.append("mcp_server.transport.mount")
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*"]
-
-# --- Operations: metrics, profiling, rate limits (README: Monitoring, Profiling, Limits) ------
-# /metrics: on by default in dev only; METRICS_TOKEN, when set, is required as a bearer token.
-METRICS_ENABLED = env.bool("METRICS_ENABLED", default=IS_DEV)
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
-# Several workers share their samples through files here (gateway.metrics). prometheus_client reads
-# the variable itself at import, so it must come from the environment; `make run` sets and empties it.
-PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
-if PROMETHEUS_MULTIPROC_DIR:
-    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
-# Collectors run at scrape time only (no cost between scrapes).
-METRICS_COLLECTORS = ["inference.monitoring.ProviderHealthCollector"]
-ASGI_LIFESPAN.append("gateway.metrics.lifespan")
-# Continuous profiling to Pyroscope (web and Celery processes) when the address is set.
-PYROSCOPE_SERVER_ADDRESS = env.str("PYROSCOPE_SERVER_ADDRESS", default="")
-PYROSCOPE_APPLICATION_NAME = env.str("PYROSCOPE_APPLICATION_NAME", default="jan-gateway")
-PYROSCOPE_AUTH_TOKEN = env.str("PYROSCOPE_AUTH_TOKEN", default="")
-PYROSCOPE_SAMPLE_RATE = env.int("PYROSCOPE_SAMPLE_RATE", default=100)
-# On-demand profile of one request (`?profile=1`) for organization owners and staff; off by default.
-PROFILING_ENABLED = env.bool("PROFILING_ENABLED", default=False)
-# A concurrent-stream slot whose worker died is given back after this long.
-RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", default=900)
 
 # --- Operations: metrics, profiling, rate limits (README: Monitoring, Profiling, Limits) ------
 # /metrics: on by default in dev only; METRICS_TOKEN, when set, is required as a bearer token.

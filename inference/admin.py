@@ -1,11 +1,54 @@
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from inference import services
+from gateway.errors import InvalidRequest
+from inference import crypto, services
 from inference.models import Provider, ProviderModel, UsageRecord
+
+
+class ProviderAdminForm(forms.ModelForm[Provider]):
+    """The provider's key is write-only here: stored encrypted, never shown again."""
+
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The model server's API key. Leave blank to keep the current one.",
+    )
+    clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
+
+    class Meta:
+        model = Provider
+        fields = ("name", "base_url", "active", "organization", "project", "is_default")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        base_url = cleaned.get("base_url")
+        if base_url:
+            organization = cleaned.get("organization")
+            public_only = organization is not None and not settings.PROVIDER_PRIVATE_URLS_ALLOWED
+            try:
+                cleaned["base_url"] = services.validate_base_url(base_url, public_only=public_only)
+            except InvalidRequest as err:
+                self.add_error("base_url", err.message)
+        return cleaned
+
+    def save(self, commit: bool = True) -> Provider:
+        provider = super().save(commit=False)
+        if self.cleaned_data.get("clear_api_key"):
+            provider.api_key_encrypted = ""
+        elif self.cleaned_data.get("api_key"):
+            provider.api_key_encrypted = crypto.encrypt(self.cleaned_data["api_key"])
+        if commit:
+            provider.save()
+        return provider
 
 
 class ProviderModelInline(admin.TabularInline[ProviderModel, Provider]):
@@ -40,9 +83,13 @@ class ProviderAdmin(admin.ModelAdmin[Provider]):
         "created_at",
         "updated_at",
     )
-    exclude = ("api_key_encrypted",)
+    form = ProviderAdminForm
     inlines = [ProviderModelInline]
     actions = ["check_now"]
+
+    def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(services.registry_bump)  # every worker routes with the change at once
 
     @admin.action(description="Check now (poll /v1/models)")
     def check_now(self, request: HttpRequest, queryset: QuerySet[Provider]) -> None:

@@ -176,7 +176,7 @@ async def _send(route: Route, payload: bytes, stream: bool) -> aiohttp.ClientRes
     if request_id := context.request_id():
         headers["X-Request-ID"] = request_id
     async with asyncio.timeout(settings.UPSTREAM_FIRST_BYTE_TIMEOUT):
-        return await session().post(
+        return await session(public_only=route.public_only).post(
             api_url(route.base_url, "chat/completions"), data=payload, headers=headers, allow_redirects=False
         )
 

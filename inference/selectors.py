@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from gateway.errors import NotFound
@@ -25,6 +26,7 @@ class Route:
     owned_by: str
     created: int
     healthy: bool
+    public_only: bool = False  # an organization's own provider: public addresses only (netguard)
 
     def visible_to(self, organization_id: int, project_id: int | None) -> bool:
         if self.project_id is not None:
@@ -53,9 +55,15 @@ def routes_load() -> list[Route]:
             owned_by=row.owned_by or row.provider.name,
             created=row.created,
             healthy=row.provider.healthy,
+            public_only=provider_is_public_only(row.provider),
         )
         for row in rows
     ]
+
+
+def provider_is_public_only(provider: Provider) -> bool:
+    """Organizations' providers may not reach private networks unless the operator allows it."""
+    return provider.organization_id is not None and not settings.PROVIDER_PRIVATE_URLS_ALLOWED
 
 
 def provider_list(*, organization_id: int) -> QuerySet[Provider]:

@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from gateway.errors import InvalidRequest
 from gateway.redis import sync_client
-from inference import crypto
+from inference import crypto, netguard
 from inference.models import Provider, ProviderModel
+from inference.selectors import provider_is_public_only
 from inference.upstream import api_url
 from inference.upstream import sync_client as http_client
 from organizations.models import Organization, Project
@@ -35,12 +36,16 @@ def registry_bump() -> None:
         client.incr(REGISTRY_VERSION_KEY)
 
 
-def _validate_base_url(base_url: str) -> str:
+def validate_base_url(base_url: str, *, public_only: bool) -> str:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidRequest(
             "base_url must be an http(s) URL of an OpenAI-compatible server.", param="base_url"
         )
+    if parts.username or parts.password:
+        raise InvalidRequest("Put the provider's key in api_key, not in base_url.", param="base_url")
+    if public_only:
+        netguard.check_public_url(base_url)
     return base_url.rstrip("/")
 
 
@@ -60,9 +65,10 @@ def provider_create(
         organization_id = organization.pk
     if project is not None and project.organization_id != organization_id:
         raise InvalidRequest("The project is not in this organization.", param="project_id")
+    public_only = organization_id is not None and not settings.PROVIDER_PRIVATE_URLS_ALLOWED
     provider = Provider.objects.create(
         name=name,
-        base_url=_validate_base_url(base_url),
+        base_url=validate_base_url(base_url, public_only=public_only),
         api_key_encrypted=crypto.encrypt(api_key),
         active=active,
         organization_id=organization_id,
@@ -76,7 +82,9 @@ def provider_create(
 @transaction.atomic
 def provider_update(*, provider: Provider, **changes: Any) -> Provider:
     if "base_url" in changes:
-        provider.base_url = _validate_base_url(changes.pop("base_url"))
+        provider.base_url = validate_base_url(
+            changes.pop("base_url"), public_only=provider_is_public_only(provider)
+        )
     if "api_key" in changes:
         provider.api_key_encrypted = crypto.encrypt(changes.pop("api_key") or "")
     for field in ("name", "active"):
@@ -122,6 +130,8 @@ def _fetch_models(provider: Provider) -> list[dict[str, Any]]:
     headers = {}
     if key := crypto.decrypt(provider.api_key_encrypted):
         headers["Authorization"] = f"Bearer {key}"
+    if provider_is_public_only(provider):
+        netguard.check_public_url(provider.base_url)  # names can move to private addresses later
     with http_client(_HEALTH_TIMEOUT_SECONDS) as client:
         response = client.get(api_url(provider.base_url, "models"), headers=headers)
     response.raise_for_status()
@@ -166,7 +176,7 @@ def provider_check(*, provider_id: int, force: bool = False) -> Provider | None:
     started = time.perf_counter()
     try:
         listed = _fetch_models(provider)
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, ValueError, InvalidRequest) as exc:
         provider_record_failure(provider_id=provider.pk, error=f"health check: {type(exc).__name__}: {exc}")
         provider.refresh_from_db()
         return provider

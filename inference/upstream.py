@@ -14,6 +14,8 @@ import aiohttp
 import httpx
 from django.conf import settings
 
+from inference.netguard import PublicOnlyResolver
+
 
 def api_url(base_url: str, path: str) -> str:
     """`http://host:8000` and `http://host:8000/v1` both mean the same server (DESIGN §3)."""
@@ -34,21 +36,28 @@ def _timeout() -> aiohttp.ClientTimeout:
     )
 
 
-_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = (
+_sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, aiohttp.ClientSession]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def session() -> aiohttp.ClientSession:
-    """The session bound to the running loop (aiohttp sessions must not cross loops)."""
+def session(*, public_only: bool = False) -> aiohttp.ClientSession:
+    """The session bound to the running loop (aiohttp sessions must not cross loops).
+
+    `public_only` sessions (organizations' own providers) connect to public addresses only
+    (inference.netguard); the operator's providers use the unrestricted one.
+    """
     loop = asyncio.get_running_loop()
-    existing = _sessions.get(loop)
+    by_kind = _sessions.setdefault(loop, {})
+    existing = by_kind.get(public_only)
     if existing is None or existing.closed:
         existing = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=settings.UPSTREAM_MAX_CONNECTIONS,
                 keepalive_timeout=30,
                 ttl_dns_cache=60,
+                use_dns_cache=not public_only,  # re-resolve, and so re-check, on every new connection
+                resolver=PublicOnlyResolver() if public_only else None,
             ),
             timeout=_timeout(),
             # Relay bytes as they are: compressed SSE would have to be decoded and re-chunked.
@@ -56,13 +65,14 @@ def session() -> aiohttp.ClientSession:
             trust_env=False,  # operator URLs only; no proxy variables steering model traffic
             skip_auto_headers=("User-Agent",),
         )
-        _sessions[loop] = existing
+        by_kind[public_only] = existing
     return existing
 
 
 async def close_all() -> None:
-    for existing in list(_sessions.values()):
-        await existing.close()
+    for by_kind in list(_sessions.values()):
+        for existing in by_kind.values():
+            await existing.close()
     _sessions.clear()
 
 

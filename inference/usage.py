@@ -3,7 +3,9 @@
 Each web worker buffers rows in memory and a background task bulk-inserts them every
 USAGE_FLUSH_INTERVAL_SECONDS, or as soon as USAGE_FLUSH_MAX_ROWS are waiting. ASGI shutdown
 flushes what is left. A worker that is killed outright loses what it buffered: at most
-USAGE_FLUSH_MAX_ROWS rows, or one flush interval of traffic, whichever is smaller.
+USAGE_FLUSH_MAX_ROWS rows (200) or one flush interval of traffic, whichever is smaller; while
+the database is unreachable the buffer keeps up to 10 x USAGE_FLUSH_MAX_ROWS rows for retry,
+and that is the most a crash during an outage can lose.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class UsageBuffer:
     rows: list[UsageRecord] = field(default_factory=list)
+    batches_written: int = 0  # flushes that reached the database (tests and diagnostics)
     _task: asyncio.Task[None] | None = None
     _wake: asyncio.Event | None = None
 
@@ -57,6 +60,7 @@ class UsageBuffer:
         batch, self.rows = self.rows, []
         try:
             await run_sync(_insert, batch)
+            self.batches_written += 1
         except Exception:
             # The database is down: keep the rows for the next flush, bounded so memory is too.
             logger.exception("usage flush failed; rows kept for retry", extra={"rows": len(batch)})

@@ -1,0 +1,81 @@
+"""Where tenant-registered model servers may point.
+
+Organization owners register providers through the API, and the gateway then calls those URLs
+from inside the operator's network (health polls every minute, chat traffic) and shows what
+came back. A URL aimed at 127.0.0.1, 10.0.0.0/8 or 169.254.169.254 would make the gateway a
+proxy into that network, so an organization's providers must resolve to public addresses only,
+unless the operator sets PROVIDER_PRIVATE_URLS_ALLOWED. Global providers (Django admin,
+JAN_INFERENCE_MODEL_URL) are the operator's own and may point anywhere.
+
+Checked twice: when the URL is registered (IP literals and the names' current addresses), and
+on every connection (the resolver below), so a name that later resolves to a private address
+(DNS rebinding) is refused too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from gateway.errors import InvalidRequest
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def is_public(address: IPAddress) -> bool:
+    """Globally routable unicast only: no loopback, private, link-local (cloud metadata),
+    shared (100.64/10), unspecified (0.0.0.0), multicast or reserved; IPv4-mapped IPv6
+    addresses are judged by the IPv4 address they carry."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+class PrivateAddressRefused(aiohttp.ClientConnectionError):
+    """Raised at connect time; counts as an unreachable upstream."""
+
+
+def check_public_url(url: str) -> None:
+    """Refuse a URL whose host is, or resolves to, a non-public address (InvalidRequest)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            raise InvalidRequest(
+                f"The host '{host}' of base_url does not resolve.", param="base_url"
+            ) from None
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not addresses or not all(is_public(address) for address in addresses):
+        raise InvalidRequest(
+            "base_url must point at a public address: private, loopback and link-local networks are "
+            "reserved for providers the operator registers.",
+            param="base_url",
+            code="private_address_refused",
+        )
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """aiohttp resolver that drops every non-public address of a name."""
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: Any = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        public = [result for result in results if is_public(ipaddress.ip_address(result["host"]))]
+        if not public:
+            raise PrivateAddressRefused(f"{host} resolves to no public address")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
