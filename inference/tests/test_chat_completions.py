@@ -358,3 +358,19 @@ def test_provider_key_is_encrypted_at_rest(provider: Provider) -> None:
         cursor.execute("SELECT api_key_encrypted FROM inference_provider")
         [(stored,)] = cursor.fetchall()
     assert "upstream-secret-key" not in stored
+
+
+def test_providers_of_one_model_share_the_load(make_upstream, project_key, live_gateway: LiveGateway) -> None:
+    first, second = make_upstream(["fake-model"]), make_upstream(["fake-model"])
+    register(first, name="first")
+    register(second, name="second")
+    for _ in range(30):
+        response = httpx.post(
+            f"{live_gateway.url}/v1/chat/completions",
+            json={"model": "fake-model", "messages": MESSAGES},
+            headers={"Authorization": f"Bearer {project_key[1]}"},
+        )
+        assert response.status_code == 200
+    served = (len(first.requests) - 1, len(second.requests) - 1)  # minus each one's health check
+    assert sum(served) == 30
+    assert min(served) >= 5, served  # both take traffic (chance of < 5 of 30 is about 1 in 10^4)
