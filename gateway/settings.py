@@ -476,6 +476,14 @@ ASGI_MOUNTS.append("inference.hotpath.mount")
 # /v1/mcp and /v1/conv/mcp: the MCP server (Streamable HTTP, both protocol eras).
 ASGI_MOUNTS.append("mcp_server.transport.mount")
 
+# --- Conversations -----------------------------------------------------------------------
+# Longest text part an item may hold (OpenAI's input string limit).
+CONVERSATIONS_MAX_TEXT_CHARS = env.int("CONVERSATIONS_MAX_TEXT_CHARS", default=10_485_760)
+# /v1/conv/completions rebuilds the history from stored items, dropping the oldest first
+# beyond either budget.
+CONV_HISTORY_MAX_ITEMS = env.int("CONV_HISTORY_MAX_ITEMS", default=100)
+CONV_HISTORY_MAX_CHARS = env.int("CONV_HISTORY_MAX_CHARS", default=200_000)
+
 # --- allauth: our User has no username (e-mail is the login) ----------------------------
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}

@@ -1,0 +1,122 @@
+"""Reads. Tenancy lives here: a caller sees only its project's conversations, and within the
+project only those it created (a user's, or a service account's for service keys). Anything
+else is NotFound, never Forbidden (DESIGN §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from accounts.auth import Principal
+from conversations import items as wire
+from conversations.models import Conversation, Item
+from gateway.errors import NotFound
+from gateway.pagination import PageParams, paginate
+
+
+def owner_filter(principal: Principal) -> Q:
+    """The creator columns a principal owns (service keys act as their service account)."""
+    if principal.service_account_id is not None:
+        return Q(creator_service_account_id=principal.service_account_id)
+    return Q(creator_user_id=principal.user_id, creator_service_account__isnull=True)
+
+
+def conversation_queryset(principal: Principal) -> QuerySet[Conversation]:
+    if principal.project_id is None:
+        return Conversation.objects.none()
+    return Conversation.objects.filter(
+        owner_filter(principal), project_id=principal.project_id, deleted_at__isnull=True
+    )
+
+
+def conversation_list(principal: Principal, *, limit: int = 20) -> list[Conversation]:
+    """The caller's conversations, newest first."""
+    return list(conversation_queryset(principal).order_by("-pk")[:limit])
+
+
+def conversation_page(principal: Principal, params: PageParams) -> dict[str, Any]:
+    return paginate(conversation_queryset(principal), params, conversation_object)
+
+
+def _conversation_not_found(conversation_id: str) -> NotFound:
+    return NotFound(
+        f"Conversation with id '{conversation_id}' not found.",
+        param="conversation_id",
+        code="conversation_not_found",
+    )
+
+
+def conversation_get(principal: Principal, conversation_id: str) -> Conversation:
+    """The caller's conversation; NotFound for unknown, deleted, another project's or creator's."""
+    conversation = conversation_queryset(principal).filter(public_id=conversation_id).first()
+    if conversation is None:
+        raise _conversation_not_found(conversation_id)
+    return conversation
+
+
+def item_queryset(conversation: Conversation) -> QuerySet[Item]:
+    return Item.objects.filter(conversation_id=conversation.pk, deleted_at__isnull=True)
+
+
+def item_list(conversation: Conversation, *, order: str = "asc", limit: int | None = None) -> list[Item]:
+    """The conversation's items in creation order (`order="desc"`: newest first)."""
+    rows = item_queryset(conversation).order_by("pk" if order == "asc" else "-pk")
+    return list(rows if limit is None else rows[:limit])
+
+
+def item_recent(conversation: Conversation, *, limit: int) -> list[Item]:
+    """The newest `limit` items, oldest first: the history a chat turn is built from."""
+    return list(reversed(item_list(conversation, order="desc", limit=limit)))
+
+
+def item_page(conversation: Conversation, params: PageParams) -> dict[str, Any]:
+    return paginate(item_queryset(conversation), params, item_object)
+
+
+def item_get(conversation: Conversation, item_id: str) -> Item:
+    item = item_queryset(conversation).filter(public_id=item_id).first()
+    if item is None:
+        raise NotFound(f"Item with id '{item_id}' not found.", param="item_id", code="item_not_found")
+    return item
+
+
+# --- Wire shapes -------------------------------------------------------------------------
+
+
+def conversation_object(conversation: Conversation) -> dict[str, Any]:
+    """OpenAI's Conversation, plus jan's `title`."""
+    return {
+        "id": conversation.public_id,
+        "object": "conversation",
+        "created_at": int(conversation.created_at.timestamp()),
+        "metadata": conversation.metadata or {},
+        "title": conversation.title or None,
+    }
+
+
+def conversation_deleted_object(conversation_id: str) -> dict[str, Any]:
+    return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+
+
+def item_object(item: Item) -> dict[str, Any]:
+    """OpenAI's ConversationItem."""
+    return wire.render(
+        public_id=item.public_id,
+        type=item.type,
+        role=item.role,
+        status=item.status,
+        content=item.content,
+        data=item.data,
+    )
+
+
+def item_list_object(rows: list[Item]) -> dict[str, Any]:
+    """A ConversationItemList of the given items (e.g. the ones just created)."""
+    return {
+        "object": "list",
+        "data": [item_object(item) for item in rows],
+        "first_id": rows[0].public_id if rows else None,
+        "last_id": rows[-1].public_id if rows else None,
+        "has_more": False,
+    }
