@@ -123,9 +123,15 @@ def _item_markdown(item: dict[str, Any]) -> str:
     return f"### {kind}\n\n```json\n{json.dumps(item, ensure_ascii=False, default=str)}\n```"
 
 
-def transcript_markdown(conversation: dict[str, Any], items: list[dict[str, Any]]) -> str:
+def conversation_title(conversation: dict[str, Any]) -> str | None:
+    """jan's `title`, else a `title` the client kept in OpenAI's metadata."""
     metadata = conversation.get("metadata") or {}
-    title = metadata.get("title") if isinstance(metadata, dict) else None
+    title = conversation.get("title") or (metadata.get("title") if isinstance(metadata, dict) else None)
+    return str(title) if title else None
+
+
+def transcript_markdown(conversation: dict[str, Any], items: list[dict[str, Any]]) -> str:
+    title = conversation_title(conversation)
     lines = [f"# Conversation {conversation.get('id', '')}" + (f": {title}" if title else "")]
     if conversation.get("created_at") is not None:
         lines.append(f"Created at (Unix): {conversation['created_at']}")

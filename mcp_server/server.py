@@ -380,8 +380,7 @@ async def list_resources(ctx: Ctx, params: types.PaginatedRequestParams | None) 
     )
     listed = []
     for conversation in conversations:
-        metadata = conversation.get("metadata") or {}
-        title = metadata.get("title") if isinstance(metadata, dict) else None
+        title = resources.conversation_title(conversation)
         listed.append(
             types.Resource(
                 uri=resources.conversation_uri(conversation["id"]),

@@ -15,7 +15,10 @@ from mcp_server.tests.live import GatewayProcess
 from organizations.tests.factories import make_api_key
 from tests.fakes.serper import FakeSerper, StaticSite
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),  # ping, legacy era
+]
 
 ERAS = ["legacy", "auto"]  # auto = server/discover, then 2026-07-28 (the SDK's default)
 
@@ -203,7 +206,7 @@ async def test_conv_path_serves_the_same_server(mcp_gateway: GatewayProcess, key
 async def test_tool_calls_are_attributed_to_the_caller(
     mcp_gateway: GatewayProcess, serper_reset: FakeSerper, key: tuple[Any, str]
 ) -> None:
-    from asgiref.sync import sync_to_async
+    from gateway.background import run_sync
 
     row, raw = key
     async with mcp_client(mcp_gateway, raw, mode="legacy") as client:
@@ -216,7 +219,7 @@ async def test_tool_calls_are_attributed_to_the_caller(
     deadline = time.monotonic() + 5
     calls: list[ToolCall] = []
     while time.monotonic() < deadline and len(calls) < 2:
-        calls = await sync_to_async(recorded)()
+        calls = await run_sync(recorded)
     assert [(c.tool, c.is_error) for c in calls] == [("serper_search", False), ("fetch_webpage", True)]
     assert {(c.api_key_id, c.project_id, c.organization_id) for c in calls} == {
         (row.pk, row.project_id, row.organization_id)

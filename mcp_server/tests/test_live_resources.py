@@ -1,0 +1,206 @@
+"""Conversations as MCP resources on the live two-worker gateway, in both eras: list, templates,
+read (markdown + JSON), the summarize_conversation prompt, project isolation, and update
+notifications (legacy resources/subscribe on the session's GET stream; 2026-07-28
+subscriptions/listen) for items added by another process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from accounts.auth import Principal, principal_from_headers
+from conversations import services as conversation_services
+from conversations.models import Conversation
+from gateway.background import run_sync
+from mcp_server.tests.conftest import mcp_client
+from mcp_server.tests.live import GatewayProcess
+from organizations.tests.factories import make_api_key
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    # resources/subscribe is deprecated from 2026-07-28 but is what 2025-11-25 clients speak.
+    pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
+]
+
+ERAS = ["legacy", "auto"]
+
+
+@dataclass
+class Caller:
+    key: str
+    principal: Principal
+
+
+def caller() -> Caller:
+    _, raw = make_api_key()
+    return Caller(raw, principal_from_headers({"Authorization": f"Bearer {raw}"}))
+
+
+def add_items(conversation: Conversation, *texts: tuple[str, str]) -> None:
+    conversation_services.items_create(
+        conversation=conversation,
+        items=[{"type": "message", "role": role, "content": text} for role, text in texts],
+    )
+
+
+@pytest.fixture
+def alice() -> Caller:
+    return caller()
+
+
+@pytest.fixture
+def mallory() -> Caller:
+    return caller()  # another organization and project
+
+
+@pytest.fixture
+def alice_conversations(alice: Caller) -> list[Conversation]:
+    older = conversation_services.conversation_create(principal=alice.principal, title="Birds")
+    add_items(older, ("user", "Which birds dive for fish?"), ("assistant", "Kingfishers and gannets."))
+    newer = conversation_services.conversation_create(principal=alice.principal, metadata={"topic": "otters"})
+    return [older, newer]
+
+
+@pytest.fixture
+def mallory_conversation(mallory: Caller) -> Conversation:
+    conversation = conversation_services.conversation_create(principal=mallory.principal, title="Secret")
+    add_items(conversation, ("user", "the launch code is 0000"))
+    return conversation
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_list_templates_and_read(
+    mcp_gateway: GatewayProcess,
+    alice: Caller,
+    alice_conversations: list[Conversation],
+    mallory_conversation: Conversation,
+    mode: str,
+) -> None:
+    older, newer = alice_conversations
+    async with mcp_client(mcp_gateway, alice.key, mode=mode) as client:
+        listed = (await client.list_resources()).resources
+        templates = (await client.list_resource_templates()).resource_templates
+        read = await client.read_resource(f"conversation://{older.public_id}")
+
+    assert [r.uri for r in listed] == [
+        f"conversation://{newer.public_id}",
+        f"conversation://{older.public_id}",
+    ]
+    assert listed[1].title == "Birds"
+    assert all(r.mime_type == "text/markdown" for r in listed)
+    assert "conversation://{conversation_id}" in [t.uri_template for t in templates]
+
+    markdown, document = read.contents
+    assert isinstance(markdown, types.TextResourceContents)
+    assert isinstance(document, types.TextResourceContents)
+    assert markdown.mime_type == "text/markdown"
+    assert markdown.text.startswith(f"# Conversation {older.public_id}: Birds\n")
+    assert "### user\n\nWhich birds dive for fish?" in markdown.text
+    assert "### assistant\n\nKingfishers and gannets." in markdown.text
+    assert document.mime_type == "application/json"
+    body = json.loads(document.text)
+    assert body["conversation"]["id"] == older.public_id
+    assert [item["role"] for item in body["items"]] == ["user", "assistant"]
+    assert body["items"][0]["type"] == "message"
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_another_projects_conversation_is_not_found(
+    mcp_gateway: GatewayProcess, alice: Caller, mallory_conversation: Conversation, mode: str
+) -> None:
+    uri = f"conversation://{mallory_conversation.public_id}"
+    async with mcp_client(mcp_gateway, alice.key, mode=mode) as client:
+        assert (await client.list_resources()).resources == []
+        with pytest.raises(MCPError, match="Resource not found") as read:
+            await client.read_resource(uri)
+        with pytest.raises(MCPError, match="Conversation not found"):
+            await client.get_prompt(
+                "summarize_conversation", {"conversation_id": mallory_conversation.public_id}
+            )
+        with pytest.raises(MCPError, match="Resource not found"):
+            await client.read_resource("conversation://conv_doesnotexist")
+        with pytest.raises(MCPError, match="Resource not found"):
+            await client.read_resource("file:///etc/passwd")
+    assert read.value.error.code == types.INVALID_PARAMS
+    assert "0000" not in str(read.value)
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_summarize_conversation_prompt(
+    mcp_gateway: GatewayProcess, alice: Caller, alice_conversations: list[Conversation], mode: str
+) -> None:
+    older = alice_conversations[0]
+    async with mcp_client(mcp_gateway, alice.key, mode=mode) as client:
+        result = await client.get_prompt("summarize_conversation", {"conversation_id": older.public_id})
+    text = result.messages[0].content.text  # type: ignore[union-attr]
+    assert text.startswith("Summarize the conversation below.")
+    assert f"# Conversation {older.public_id}: Birds" in text
+    assert "Kingfishers and gannets." in text
+
+
+async def _wait_for(queue: asyncio.Queue[str], expected: str) -> None:
+    async with asyncio.timeout(10):
+        while (await queue.get()) != expected:
+            pass
+
+
+async def test_legacy_subscribe_gets_updates_on_the_session_stream(
+    mcp_gateway: GatewayProcess,
+    alice: Caller,
+    alice_conversations: list[Conversation],
+    mallory_conversation: Conversation,
+) -> None:
+    older, newer = alice_conversations
+    updates: asyncio.Queue[str] = asyncio.Queue()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.put_nowait(str(message.params.uri))
+
+    async with mcp_client(mcp_gateway, alice.key, mode="legacy", message_handler=on_message) as client:
+        uri = f"conversation://{older.public_id}"
+        await client.subscribe_resource(uri)
+        with pytest.raises(MCPError, match="Resource not found"):
+            await client.subscribe_resource(f"conversation://{mallory_conversation.public_id}")
+        await asyncio.sleep(1.0)  # the GET stream opens after notifications/initialized
+
+        # Another process (this test's) adds items; the update travels through Redis to
+        # whichever worker holds the stream.
+        await run_sync(add_items, newer, ("user", "not subscribed"))
+        await run_sync(add_items, older, ("user", "And herons?"))
+        await _wait_for(updates, uri)
+        assert updates.empty()  # nothing for the unsubscribed conversation
+
+        await client.unsubscribe_resource(uri)
+        await run_sync(add_items, older, ("user", "quiet now"))
+        await asyncio.sleep(1.5)
+        assert updates.empty()
+
+
+async def test_modern_listen_gets_updates(
+    mcp_gateway: GatewayProcess,
+    alice: Caller,
+    alice_conversations: list[Conversation],
+    mallory_conversation: Conversation,
+) -> None:
+    older, newer = alice_conversations
+    uri = f"conversation://{older.public_id}"
+    async with mcp_client(mcp_gateway, alice.key) as client:
+        assert client.session.protocol_version == "2026-07-28"
+        with pytest.raises(MCPError, match="Resource not found"):
+            async with client.listen(
+                resource_subscriptions=[f"conversation://{mallory_conversation.public_id}"]
+            ):
+                pass
+        async with client.listen(resource_subscriptions=[uri]) as subscription:
+            await run_sync(add_items, newer, ("user", "not subscribed"))
+            await run_sync(add_items, older, ("user", "And herons?"))
+            async with asyncio.timeout(10):
+                event = await anext(aiter(subscription))
+    assert getattr(event, "uri", None) == uri
