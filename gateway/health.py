@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from gateway import errors
+from gateway.schema import ExternalOperation
 
 _STARTED_AT = int(time.time())
 
@@ -98,3 +99,79 @@ async def readyz(request: HttpRequest) -> HttpResponse:
             return errors.json_error(err)
         checks[name] = "ok"
     return _json({"status": "ok", "checks": checks})
+
+
+_SERVER_ERRORS: tuple[str, ...] = ()
+OPERATIONS = [
+    ExternalOperation(
+        path="/healthcheck",
+        method="get",
+        operation_id="healthcheck",
+        tag="Server",
+        summary="Liveness",
+        description='`"ok"` while the process serves requests. No credential.',
+        responses={
+            "200": {"description": "Alive", "content": {"application/json": {"schema": {"const": "ok"}}}}
+        },
+        security=(),
+        errors=_SERVER_ERRORS,
+    ),
+    ExternalOperation(
+        path="/readyz",
+        method="get",
+        operation_id="readiness",
+        tag="Server",
+        summary="Readiness: database and Redis reachable",
+        description="503 with the envelope naming the part that failed. No credential.",
+        responses={
+            "200": {
+                "description": "Ready",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "status": {"const": "ok"},
+                                "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+                            },
+                            "required": ["status", "checks"],
+                        }
+                    }
+                },
+            }
+        },
+        security=(),
+        errors=_SERVER_ERRORS,
+        extra_errors={"503": "The database or Redis cannot be reached"},
+    ),
+    ExternalOperation(
+        path="/v1/version",
+        method="get",
+        operation_id="version",
+        tag="Server",
+        summary="Version and build",
+        description="No credential.",
+        responses={
+            "200": {
+                "description": "The running build",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "version": {"type": "string"},
+                                "git_commit": {"type": ["string", "null"]},
+                                "build_time": {"type": ["string", "null"]},
+                                "started_at": {"type": "integer", "description": "Unix seconds"},
+                                "environment": {"enum": ["dev", "test", "prod"]},
+                            },
+                            "required": ["version", "git_commit", "build_time", "started_at", "environment"],
+                        }
+                    }
+                },
+            }
+        },
+        security=(),
+        errors=_SERVER_ERRORS,
+    ),
+]

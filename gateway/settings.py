@@ -369,8 +369,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "gateway.schema.add_external_operations",
+    ],
+    # The vendored OpenAI schemas (gateway/openapi/openai.json) are OpenAPI 3.1.
+    "OAS_VERSION": "3.1.0",
 }
+# Routes outside DRF (hot path, streaming views, MCP) document themselves here (gateway.schema).
+SCHEMA_EXTERNAL_OPERATIONS = ["gateway.health.OPERATIONS", "inference.schema.OPERATIONS"]
 
 # --- Static files ------------------------------------------------------------------------
 STATIC_URL = "/static/"
