@@ -378,6 +378,7 @@ SPECTACULAR_SETTINGS = {
 }
 # Routes outside DRF (hot path, streaming views, MCP) document themselves here (gateway.schema).
 SCHEMA_EXTERNAL_OPERATIONS = ["gateway.health.OPERATIONS", "inference.schema.OPERATIONS"]
+SCHEMA_EXTERNAL_OPERATIONS.append("mcp_server.schema.OPERATIONS")
 
 # --- Static files ------------------------------------------------------------------------
 STATIC_URL = "/static/"
