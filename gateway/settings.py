@@ -484,6 +484,18 @@ ASGI_MOUNTS.append("inference.hotpath.mount")
 # /v1/mcp and /v1/conv/mcp: the MCP server (Streamable HTTP, both protocol eras).
 ASGI_MOUNTS.append("mcp_server.transport.mount")
 
+# --- Responses API (responses.events, responses.engine) ------------------------------------
+# Stream events of background responses stay resumable this long after their last event.
+RESPONSES_EVENTS_TTL_SECONDS = env.int("RESPONSES_EVENTS_TTL_SECONDS", default=3600)
+# How often a running background response looks for a cancel (the 1 s promise needs < 1).
+RESPONSES_CANCEL_POLL_SECONDS = env.float("RESPONSES_CANCEL_POLL_SECONDS", default=0.25)
+# A resumed stream that hears nothing this long asks the database whether the run ended.
+RESPONSES_STREAM_IDLE_CHECK_SECONDS = env.float("RESPONSES_STREAM_IDLE_CHECK_SECONDS", default=5.0)
+# The server-side web_search loop: model calls at most, tool calls at most, results per search.
+RESPONSES_WEB_SEARCH_MAX_ROUNDS = env.int("RESPONSES_WEB_SEARCH_MAX_ROUNDS", default=4)
+RESPONSES_WEB_SEARCH_MAX_CALLS = env.int("RESPONSES_WEB_SEARCH_MAX_CALLS", default=8)
+RESPONSES_WEB_SEARCH_RESULTS = env.int("RESPONSES_WEB_SEARCH_RESULTS", default=5)
+
 # --- Conversations -----------------------------------------------------------------------
 # Longest text part an item may hold (OpenAI's input string limit).
 CONVERSATIONS_MAX_TEXT_CHARS = env.int("CONVERSATIONS_MAX_TEXT_CHARS", default=10_485_760)

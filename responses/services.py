@@ -1,0 +1,285 @@
+"""Writes and runs of responses: create, finish, cancel, delete, and the background run.
+
+The same generation code (responses.engine.generate) serves the request path and the Celery
+worker; what differs is only where the events go (the client, the Redis log, nowhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.auth import Principal
+from gateway import context
+from gateway.background import run_sync
+from gateway.errors import InvalidRequest
+from responses import events, selectors, translate
+from responses.engine import Run, generate
+from responses.models import Response
+from responses.validation import CreateRequest
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_ACTIVE = (Response.Status.QUEUED, Response.Status.IN_PROGRESS)
+
+
+def _principal_dict(principal: Principal) -> dict[str, Any]:
+    return {
+        f.name: getattr(principal, f.name) for f in dataclasses.fields(principal) if f.name != "rate_limits"
+    }
+
+
+def _params(request: CreateRequest) -> dict[str, Any]:
+    params = dataclasses.asdict(request)
+    params.pop("input")
+    return params
+
+
+def _conversation_items(principal: Principal, conversation_id: str) -> list[dict[str, Any]]:
+    from conversations import selectors as conversation_selectors
+
+    conversation = conversation_selectors.conversation_get(principal, conversation_id)
+    return [
+        conversation_selectors.item_object(item)
+        for item in conversation_selectors.item_list(conversation, order="asc")
+    ]
+
+
+def response_create(*, principal: Principal, request: CreateRequest) -> tuple[Response, list[dict[str, Any]]]:
+    """Build (and, with store=true, save) a response; returns it with the items the model sees.
+
+    A background response is saved `queued` and handed to a worker after the commit; its
+    opening stream events are logged first, so the worker's events always follow them.
+    """
+    previous = None
+    history: list[dict[str, Any]] = []
+    if request.previous_response_id:
+        previous = selectors.response_get(
+            principal, request.previous_response_id, param="previous_response_id"
+        )
+        if not previous.is_terminal:
+            raise InvalidRequest(
+                f"Previous response '{previous.public_id}' is still {previous.status}.",
+                param="previous_response_id",
+                code="previous_response_in_progress",
+            )
+        history = selectors.response_history(previous)
+    elif request.conversation_id:
+        history = _conversation_items(principal, request.conversation_id)
+    assert principal.project_id is not None  # noqa: S101 -- data routes always select a project
+    row = Response(
+        organization_id=principal.organization_id,
+        project_id=principal.project_id,
+        user_id=principal.user_id,
+        previous_response=previous,
+        previous_response_public_id=previous.public_id if previous else "",
+        conversation_public_id=request.conversation_id or "",
+        model=request.model,
+        status=Response.Status.QUEUED if request.background else Response.Status.IN_PROGRESS,
+        background=request.background,
+        stream=request.stream,
+        instructions=request.instructions or "",
+        params=_params(request),
+        input_items=[translate.normalise_item(item) for item in request.input],
+        metadata=request.metadata,
+        principal=_principal_dict(principal),
+        request_id=context.request_id() or "",
+    )
+    if request.store:
+        with transaction.atomic():
+            row.save()
+            if request.background:
+                transaction.on_commit(lambda: _enqueue(row))
+    return row, history + row.input_items
+
+
+def _enqueue(row: Response) -> None:
+    from responses import tasks
+
+    if row.stream:
+        events.log_append_sync(row.public_id, events.synthesize(selectors.response_object(row), queued=True))
+    tasks.response_generate.delay(row.pk)
+
+
+def response_finish(*, row: Response) -> Response:
+    """Store the run's outcome. A response cancelled meanwhile stays cancelled (its output is kept)."""
+    if row.pk is None:
+        return row  # store=false: nothing is kept
+    fields = {
+        "output": row.output,
+        "usage": row.usage,
+        "error": row.error,
+        "incomplete_details": row.incomplete_details,
+        "completed_at": row.completed_at,
+    }
+    updated = Response.objects.filter(pk=row.pk, status__in=_ACTIVE).update(status=row.status, **fields)
+    if not updated:
+        Response.objects.filter(pk=row.pk).update(output=row.output, usage=row.usage)
+        row.status = Response.objects.filter(pk=row.pk).values_list("status", flat=True).first() or row.status
+    return row
+
+
+def response_abandon(*, row: Response) -> None:
+    """The client of a synchronous stream went away mid-run: the response ends cancelled."""
+    row.status = Response.Status.CANCELLED
+    if row.pk is None:
+        return
+    Response.objects.filter(pk=row.pk, status__in=_ACTIVE).update(
+        status=Response.Status.CANCELLED, cancelled_at=timezone.now(), output=row.output, usage=row.usage
+    )
+
+
+def response_cancel(*, principal: Principal, response_id: str) -> Response:
+    """Cancel a background response. Idempotent: a finished one comes back unchanged.
+
+    The row turns `cancelled` at once (conditional UPDATE, so a run finishing at the same moment
+    wins or loses cleanly); the worker running it sees the Redis flag within
+    RESPONSES_CANCEL_POLL_SECONDS, closes the upstream and stores the partial output.
+    """
+    row = selectors.response_get(principal, response_id)
+    if not row.background:
+        raise InvalidRequest(
+            "Only background responses can be cancelled.",
+            param="response_id",
+            code="response_not_cancellable",
+        )
+    if row.is_terminal:
+        return row
+    Response.objects.filter(pk=row.pk, status__in=_ACTIVE).update(
+        status=Response.Status.CANCELLED, cancelled_at=timezone.now()
+    )
+    events.cancel_signal_sync(row.public_id)
+    row.refresh_from_db()
+    return row
+
+
+def response_delete(*, principal: Principal, response_id: str) -> str:
+    row = selectors.response_get(principal, response_id)
+    if not row.is_terminal and row.background:
+        # A worker is still filling it: stop it, or it would write into a deleted row's void.
+        events.cancel_signal_sync(row.public_id)
+    row.delete()
+    return response_id
+
+
+# --- Background runs --------------------------------------------------------------------------
+
+
+def _claim(response_pk: int) -> Response | None:
+    claimed = Response.objects.filter(pk=response_pk, status=Response.Status.QUEUED).update(
+        status=Response.Status.IN_PROGRESS
+    )
+    if claimed != 1:
+        return None
+    return Response.objects.get(pk=response_pk)
+
+
+def _run_context(row: Response) -> Run:
+    params = {k: v for k, v in row.params.items() if k in {f.name for f in dataclasses.fields(CreateRequest)}}
+    request = CreateRequest(input=[], **params)
+    principal = Principal(**row.principal)
+    history: list[dict[str, Any]] = []
+    if row.previous_response_id:
+        previous = Response.objects.filter(pk=row.previous_response_id).first()
+        history = selectors.response_history(previous) if previous else []
+    elif row.conversation_public_id:
+        history = _conversation_items(principal, row.conversation_public_id)
+    return Run(row=row, request=request, principal=principal, context_items=history + row.input_items)
+
+
+def _is_cancelled(response_pk: int) -> bool:
+    status = Response.objects.filter(pk=response_pk).values_list("status", flat=True).first()
+    return status in (None, Response.Status.CANCELLED)
+
+
+async def run_background(row: Response) -> None:
+    """Generate a claimed background response, watching for a cancel all along."""
+    from inference.usage import usage_buffer
+
+    run = await run_sync(_run_context, row)
+    sequencer = events.Sequencer(start=2)  # created + queued were logged at creation
+
+    async def consume() -> None:
+        async for event in generate(run, opening=False):
+            if event["type"] in events.TERMINAL_EVENTS:
+                await run_sync(response_finish, row=row)
+            if row.stream:
+                await events.log_append(row.public_id, [sequencer.stamp(event)])
+
+    async def cancelled() -> bool:
+        return await run_sync(_is_cancelled, row.pk)
+
+    worker = asyncio.create_task(consume())
+    watcher = asyncio.create_task(events.wait_for_cancel(row.public_id, cancelled))
+    try:
+        done, _ = await asyncio.wait({worker, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if watcher in done:
+            worker.cancel()  # the engine closes the upstream on its way out
+            await asyncio.gather(worker, return_exceptions=True)
+            await run_sync(response_finish, row=row)
+            await events.log_end(row.public_id)
+        else:
+            watcher.cancel()
+            try:
+                worker.result()
+            except Exception:
+                logger.exception("background response crashed", extra={"response_id": row.public_id})
+                row.status, row.error = (
+                    Response.Status.FAILED,
+                    {"code": "server_error", "message": "Internal error."},
+                )
+                await run_sync(response_finish, row=row)
+                await events.log_end(row.public_id)
+    finally:
+        for task in (worker, watcher):
+            task.cancel()
+        await usage_buffer.flush()
+
+
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """One event loop per worker process, kept between tasks: the upstream session, the model
+    registry and the Redis client are bound to a loop and are worth keeping warm."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+        loop = _loop
+    return loop.run_until_complete(coroutine)
+
+
+def response_run_background(*, response_pk: int) -> None:
+    """Run a queued background response (the Celery task's body).
+
+    Safe to run twice: the conditional UPDATE queued → in_progress claims it once; a response
+    cancelled or deleted before any worker got to it is skipped.
+    """
+    row = _claim(response_pk)
+    if row is None:
+        logger.info("background response not claimable", extra={"response_pk": response_pk})
+        return
+    token = context.begin(request_id=row.request_id or None)
+    try:
+        _run_coroutine(run_background(row))
+    finally:
+        context.end(token)
+
+
+def response_get_for_stream(*, principal: Principal, response_id: str) -> Response:
+    row = selectors.response_get(principal, response_id)
+    if not row.background:
+        raise InvalidRequest(
+            "Only background responses can be streamed again.", param="stream", code="response_not_streamable"
+        )
+    return row

@@ -1,0 +1,321 @@
+"""Checks on a `POST /v1/responses` body, answered before anything is stored or sent upstream.
+
+The body is a tagged union that DRF serializers express badly, so it is checked by hand here,
+first problem only, with `param` as the dotted path (gateway.errors' convention). Ranges follow
+jan-server §6.1 where OpenAI agrees (temperature 0..2, top_p 0..1, max_output_tokens >= 1, ...);
+unknown keys are ignored, as OpenAI's open schema allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.errors import InvalidRequest
+
+ROLES = ("user", "assistant", "system", "developer")
+INPUT_PART_TYPES = ("input_text", "input_image", "input_file", "output_text", "refusal")
+ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "web_search_call")
+WEB_SEARCH_TOOL_TYPES = (
+    "web_search",
+    "web_search_2025_08_26",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+)
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+MAX_METADATA_PAIRS = 16
+# The functions the server-side web_search tool gives the model (responses.engine).
+RESERVED_FUNCTION_NAMES = ("web_search", "open_page")
+
+
+@dataclass
+class CreateRequest:
+    model: str
+    input: list[dict[str, Any]]
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    conversation_id: str | None = None
+    store: bool = True
+    stream: bool = False
+    background: bool = False
+    function_tools: list[dict[str, Any]] = field(default_factory=list)
+    web_search: dict[str, Any] | None = None  # the web_search tool as given, when asked for
+    tools: list[dict[str, Any]] = field(default_factory=list)  # echoed as given (normalised)
+    tool_choice: Any = "auto"
+    parallel_tool_calls: bool = True
+    max_output_tokens: int | None = None
+    max_tool_calls: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_logprobs: int | None = None
+    text_format: dict[str, Any] = field(default_factory=lambda: {"type": "text"})
+    verbosity: str | None = None
+    reasoning: dict[str, Any] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    truncation: str = "disabled"
+
+
+def _bad(message: str, param: str, code: str = "invalid_value") -> InvalidRequest:
+    return InvalidRequest(message, param=param, code=code)
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(f"{name} must be a number.", name, "invalid_type")
+    if not low <= value <= high:
+        raise _bad(f"{name} must be between {low:g} and {high:g}; got {value}.", name)
+    return float(value)
+
+
+def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"{name} must be an integer.", name, "invalid_type")
+    if value < low or (high is not None and value > high):
+        limit = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise _bad(f"{name} must be {limit}; got {value}.", name)
+    return value
+
+
+def _boolean(body: dict[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _bad(f"{name} must be a boolean.", name, "invalid_type")
+    return value
+
+
+def _optional_string(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _bad(f"{name} must be a string.", name, "invalid_type")
+    return value
+
+
+def _content(content: Any, param: str) -> None:
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _bad("content must be a string or an array of content parts.", param, "invalid_type")
+    for index, part in enumerate(content):
+        where = f"{param}[{index}]"
+        if not isinstance(part, dict) or part.get("type") not in INPUT_PART_TYPES:
+            raise _bad(f"Each content part needs a type among {', '.join(INPUT_PART_TYPES)}.", where)
+        if part["type"] in ("input_text", "output_text") and not isinstance(part.get("text"), str):
+            raise _bad("A text part needs a string `text`.", f"{where}.text")
+        if part["type"] == "input_image" and not (part.get("image_url") or part.get("file_id")):
+            raise _bad("An input_image part needs an `image_url`.", f"{where}.image_url")
+
+
+def _item(item: Any, param: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise _bad("Each input item must be an object.", param, "invalid_type")
+    kind = item.get("type", "message")
+    if kind == "item_reference":
+        raise _bad("item_reference input items are not supported here.", f"{param}.type")
+    if kind not in ITEM_TYPES:
+        raise _bad(f"Unsupported input item type '{kind}'.", f"{param}.type")
+    if kind == "message":
+        if item.get("role") not in ROLES:
+            raise _bad(f"role must be one of {', '.join(ROLES)}.", f"{param}.role")
+        if "content" not in item:
+            raise _bad("A message needs `content`.", f"{param}.content", "missing_required_parameter")
+        _content(item["content"], f"{param}.content")
+    elif kind == "function_call":
+        for name in ("call_id", "name", "arguments"):
+            if not isinstance(item.get(name), str) or (name != "arguments" and not item[name]):
+                raise _bad(f"A function_call item needs a string `{name}`.", f"{param}.{name}")
+    elif kind == "function_call_output":
+        if not isinstance(item.get("call_id"), str) or not item["call_id"]:
+            raise _bad("A function_call_output item needs a `call_id`.", f"{param}.call_id")
+        output = item.get("output")
+        if not isinstance(output, str | list):
+            raise _bad("`output` must be a string or an array of content parts.", f"{param}.output")
+    return {**item, "type": kind}
+
+
+def _input(body: dict[str, Any]) -> list[dict[str, Any]]:
+    value = body.get("input")
+    if value is None:
+        raise _bad("you must provide an input parameter", "input", "missing_required_parameter")
+    if isinstance(value, str):
+        if not value.strip():
+            raise _bad("input must not be empty.", "input")
+        return [{"type": "message", "role": "user", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise _bad("input must be a non-empty string or a non-empty array of items.", "input")
+    return [_item(item, f"input[{index}]") for index, item in enumerate(value)]
+
+
+def _tools(body: dict[str, Any], request: CreateRequest) -> None:
+    tools = body.get("tools")
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _bad("tools must be an array.", "tools", "invalid_type")
+    names: set[str] = set()
+    for index, tool in enumerate(tools):
+        where = f"tools[{index}]"
+        if not isinstance(tool, dict):
+            raise _bad("Each tool must be an object.", where, "invalid_type")
+        kind = tool.get("type")
+        if kind == "function":
+            name = tool.get("name")
+            if not isinstance(name, str) or not name:
+                raise _bad("A function tool needs a `name`.", f"{where}.name", "missing_required_parameter")
+            if name in names:
+                raise _bad(f"Duplicate function name '{name}'.", f"{where}.name")
+            names.add(name)
+            parameters = tool.get("parameters")
+            if parameters is not None and not isinstance(parameters, dict):
+                raise _bad("`parameters` must be a JSON schema object.", f"{where}.parameters")
+            normalised = {
+                "type": "function",
+                "name": name,
+                "description": tool.get("description"),
+                "parameters": parameters,
+                "strict": tool.get("strict"),
+            }
+            request.function_tools.append(normalised)
+            request.tools.append(normalised)
+        elif kind in WEB_SEARCH_TOOL_TYPES:
+            if request.web_search is not None:
+                raise _bad("Only one web_search tool may be given.", where)
+            request.web_search = dict(tool)
+            request.tools.append(dict(tool))
+        else:
+            raise _bad(f"Unsupported tool type '{kind}'.", f"{where}.type")
+    clash = names & set(RESERVED_FUNCTION_NAMES)
+    if request.web_search is not None and clash:
+        raise _bad(f"The function name '{clash.pop()}' is reserved by the web_search tool.", "tools")
+
+
+def _tool_choice(body: dict[str, Any], request: CreateRequest) -> None:
+    choice = body.get("tool_choice")
+    if choice is None:
+        return
+    if isinstance(choice, str):
+        if choice not in ("none", "auto", "required"):
+            raise _bad("tool_choice must be none, auto, required or a tool object.", "tool_choice")
+    elif isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind == "function":
+            name = choice.get("name")
+            if not any(tool["name"] == name for tool in request.function_tools):
+                raise _bad(f"tool_choice names an unknown function '{name}'.", "tool_choice.name")
+        elif kind in WEB_SEARCH_TOOL_TYPES:
+            if request.web_search is None:
+                raise _bad("tool_choice asks for web search but no web_search tool is given.", "tool_choice")
+        else:
+            raise _bad(f"Unsupported tool_choice type '{kind}'.", "tool_choice.type")
+    else:
+        raise _bad("tool_choice must be a string or an object.", "tool_choice", "invalid_type")
+    request.tool_choice = choice
+
+
+def _text(body: dict[str, Any], request: CreateRequest) -> None:
+    text = body.get("text")
+    if text is None:
+        return
+    if not isinstance(text, dict):
+        raise _bad("text must be an object.", "text", "invalid_type")
+    fmt = text.get("format")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+            raise _bad("text.format.type must be text, json_object or json_schema.", "text.format.type")
+        if fmt["type"] == "json_schema":
+            if not isinstance(fmt.get("name"), str) or not fmt["name"]:
+                raise _bad("A json_schema format needs a `name`.", "text.format.name")
+            if not isinstance(fmt.get("schema"), dict):
+                raise _bad("A json_schema format needs a `schema` object.", "text.format.schema")
+        request.text_format = dict(fmt)
+    verbosity = text.get("verbosity")
+    if verbosity is not None:
+        if verbosity not in ("low", "medium", "high"):
+            raise _bad("text.verbosity must be low, medium or high.", "text.verbosity")
+        request.verbosity = verbosity
+
+
+def _metadata(body: dict[str, Any]) -> dict[str, str]:
+    metadata = body.get("metadata")
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise _bad("metadata must be an object of string values.", "metadata", "invalid_type")
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise _bad(f"metadata may hold at most {MAX_METADATA_PAIRS} pairs.", "metadata")
+    for key, value in metadata.items():
+        if len(key) > 64:
+            raise _bad("metadata keys may be at most 64 characters.", "metadata")
+        if not isinstance(value, str) or len(value) > 512:
+            raise _bad("metadata values must be strings of at most 512 characters.", f"metadata.{key}")
+    return dict(metadata)
+
+
+def _conversation(body: dict[str, Any]) -> str | None:
+    value = body.get("conversation")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = value.get("id")
+    if not isinstance(value, str) or not value:
+        raise _bad('conversation must be a conversation id or {"id": ...}.', "conversation")
+    return value
+
+
+def parse_create(body: Any) -> CreateRequest:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("you must provide a model parameter", "model", "missing_required_parameter")
+    request = CreateRequest(model=model, input=_input(body))
+    request.instructions = _optional_string(body, "instructions")
+    request.previous_response_id = _optional_string(body, "previous_response_id") or None
+    request.conversation_id = _conversation(body)
+    if request.previous_response_id and request.conversation_id:
+        raise _bad("previous_response_id cannot be used together with conversation.", "conversation")
+    request.store = _boolean(body, "store", True)
+    request.stream = _boolean(body, "stream", False)
+    request.background = _boolean(body, "background", False)
+    if request.background and not request.store:
+        raise _bad("background responses must be stored: background requires store=true.", "background")
+    if request.conversation_id and not request.store:
+        raise _bad("A response added to a conversation must be stored (store=true).", "store")
+    _tools(body, request)
+    _tool_choice(body, request)
+    request.parallel_tool_calls = _boolean(body, "parallel_tool_calls", True)
+    request.max_output_tokens = _integer(body, "max_output_tokens", 1)
+    request.max_tool_calls = _integer(body, "max_tool_calls", 1)
+    request.temperature = _number(body, "temperature", 0, 2)
+    request.top_p = _number(body, "top_p", 0, 1)
+    request.top_logprobs = _integer(body, "top_logprobs", 0, 20)
+    _text(body, request)
+    reasoning = body.get("reasoning")
+    if reasoning is not None:
+        if not isinstance(reasoning, dict):
+            raise _bad("reasoning must be an object.", "reasoning", "invalid_type")
+        effort = reasoning.get("effort")
+        if effort is not None and effort not in REASONING_EFFORTS:
+            raise _bad(f"reasoning.effort must be one of {', '.join(REASONING_EFFORTS)}.", "reasoning.effort")
+        summary = reasoning.get("summary")
+        if summary is not None and summary not in ("auto", "concise", "detailed"):
+            raise _bad("reasoning.summary must be auto, concise or detailed.", "reasoning.summary")
+        request.reasoning = {"effort": effort, "summary": summary}
+    request.metadata = _metadata(body)
+    request.user = _optional_string(body, "user") or _optional_string(body, "safety_identifier")
+    truncation = body.get("truncation")
+    if truncation is not None:
+        if truncation not in ("auto", "disabled"):
+            raise _bad("truncation must be auto or disabled.", "truncation")
+        request.truncation = truncation
+    return request
