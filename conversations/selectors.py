@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from accounts.auth import Principal
 from conversations import items as wire
+from conversations import turns
 from conversations.models import Conversation, Item
-from gateway.errors import NotFound
+from gateway.errors import InvalidRequest, NotFound
 from gateway.pagination import PageParams, paginate
 
 
@@ -120,3 +122,62 @@ def item_list_object(rows: list[Item]) -> dict[str, Any]:
         "last_id": rows[-1].public_id if rows else None,
         "has_more": False,
     }
+
+
+# --- Conversation-aware chat ---------------------------------------------------------------
+
+
+def _turn_conversation(principal: Principal, conversation_id: str | None) -> Conversation | None:
+    return conversation_get(principal, conversation_id) if conversation_id else None
+
+
+def turn_for_chat(principal: Principal, body: dict[str, Any]) -> turns.Turn:
+    """`/v1/conv/chat/completions`: the client sends the whole history; the last message is
+    the one stored. Raises InvalidRequest / NotFound before anything reaches the upstream."""
+    conversation_id, store, store_reasoning = turns.take_options(
+        body, names=("conversation",), store_default=False
+    )
+    conversation = _turn_conversation(principal, conversation_id)
+    messages = body["messages"]
+    last = len(messages) - 1
+    inputs = [turns.message_items(messages[last], f"messages[{last}]")] if store else []
+    return turns.new_turn(
+        body,
+        conversation=conversation,
+        inputs=inputs,
+        title_source=messages,
+        store=store,
+        store_reasoning=store_reasoning,
+    )
+
+
+def turn_for_completion(principal: Principal, body: dict[str, Any]) -> turns.Turn:
+    """`/v1/conv/completions`: the client sends only the new turn (`input`); the history comes
+    from the conversation's stored items, newest kept within the configured budgets."""
+    conversation_id, store, store_reasoning = turns.take_options(
+        body, names=("conversation_id", "conversation"), store_default=True
+    )
+    if "messages" in body:
+        raise InvalidRequest(
+            "This endpoint takes the new turn as 'input'; the history comes from the conversation.",
+            param="messages",
+            code="unknown_parameter",
+        )
+    messages = turns.input_messages(body.pop("input", None))
+    inputs = [turns.message_items(message, f"input[{index}]") for index, message in enumerate(messages)]
+    conversation = _turn_conversation(principal, conversation_id)
+    history: list[dict[str, Any]] = []
+    if conversation is not None:
+        stored = [
+            item_object(item) for item in item_recent(conversation, limit=settings.CONV_HISTORY_MAX_ITEMS)
+        ]
+        history = turns.history_messages(stored, max_chars=settings.CONV_HISTORY_MAX_CHARS)
+    body["messages"] = [*history, *messages]
+    return turns.new_turn(
+        body,
+        conversation=conversation,
+        inputs=inputs,
+        title_source=messages,
+        store=store,
+        store_reasoning=store_reasoning,
+    )

@@ -14,11 +14,12 @@ from accounts.auth import Principal
 from conversations import items as wire
 from conversations.models import Conversation, Item
 from conversations.signals import items_added
+from conversations.turns import UNTITLED, Turn
 from gateway.errors import InvalidRequest
 
 logger = logging.getLogger(__name__)
 
-NEW_CONVERSATION_TITLE = "New Conversation"
+NEW_CONVERSATION_TITLE = UNTITLED
 
 
 def _announce(conversation: Conversation, rows: list[Item]) -> None:
@@ -170,3 +171,25 @@ def item_delete(*, item: Item) -> None:
     with transaction.atomic():
         Item.objects.filter(pk=item.pk).update(deleted_at=now)
         Conversation.objects.filter(pk=item.conversation_id).update(updated_at=now)
+
+
+def chat_turn_store(*, principal: Principal, turn: Turn, reply: list[wire.ItemSpec]) -> list[Item]:
+    """Store a conversation-aware chat turn: its input items, then the reply's, in one
+    transaction. A turn that announced a new conversation creates it here, so a request that
+    fails before the model answers leaves nothing behind.
+
+    Called once per turn, including from a cancelled stream's background write.
+    """
+    with transaction.atomic():
+        if turn.conversation_pk is None:
+            conversation = conversation_create(
+                principal=principal, title=turn.title, public_id=turn.conversation_id
+            )
+        else:
+            conversation = Conversation.objects.select_for_update().get(pk=turn.conversation_pk)
+            if turn.retitle and conversation.title in ("", NEW_CONVERSATION_TITLE):
+                conversation.title = turn.retitle
+                conversation.save(update_fields=["title"])
+        rows = _write_items(conversation, [*turn.inputs, *reply], None)
+        _announce(conversation, rows)
+    return rows
