@@ -64,16 +64,17 @@ def _vendored() -> dict[str, Any]:
     return loaded
 
 
-def _refs(node: Any, found: set[str]) -> None:
+def schema_refs(node: Any, found: set[str]) -> None:
+    """Add the names of the component schemas `node` refers to (directly) to `found`."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "$ref" and isinstance(value, str) and value.startswith("#/components/schemas/"):
                 found.add(value.rsplit("/", 1)[1])
             else:
-                _refs(value, found)
+                schema_refs(value, found)
     elif isinstance(node, list):
         for value in node:
-            _refs(value, found)
+            schema_refs(value, found)
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def add_external_operations(
     for spec in external_operations():
         operation = _operation(spec)
         result.setdefault("paths", {}).setdefault(spec.path, {})[spec.method] = operation
-        _refs(operation, needed)
+        schema_refs(operation, needed)
         for name in spec.security:
             schemes.setdefault(name, SECURITY_SCHEMES[name])
     vendored = _vendored()["schemas"]
@@ -136,7 +137,7 @@ def add_external_operations(
             continue
         schemas[name] = copy.deepcopy(vendored[name])
         found: set[str] = set()
-        _refs(vendored[name], found)
+        schema_refs(vendored[name], found)
         pending |= {ref for ref in found if ref not in schemas}
     result["paths"] = dict(sorted(result.get("paths", {}).items()))
     return result

@@ -15,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.schema import schema_refs  # noqa: E402 -- needs the project root on the path
+
 DEFAULT_SPEC = ROOT.parent / "shared" / "openai" / "openapi.json"
 OUTPUT = ROOT / "gateway" / "openapi" / "openai.json"
 
@@ -41,18 +45,6 @@ KEEP = ("summary", "description", "parameters", "requestBody", "responses")
 EXTRA_SCHEMAS = ["ErrorResponse", "Error"]
 
 
-def _refs(node: Any, found: set[str]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str) and value.startswith("#/components/schemas/"):
-                found.add(value.rsplit("/", 1)[1])
-            else:
-                _refs(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _refs(value, found)
-
-
 def main() -> None:
     spec = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_SPEC).read_text())
     schemas = spec["components"]["schemas"]
@@ -64,7 +56,7 @@ def main() -> None:
         # Code samples and SDK hints are OpenAI's, not ours.
         kept.pop("x-oaiMeta", None)
         operations[f"{method.upper()} {path}"] = kept
-        _refs(kept, pending)
+        schema_refs(kept, pending)
     closure: dict[str, Any] = {}
     while pending:
         name = pending.pop()
@@ -72,7 +64,7 @@ def main() -> None:
             continue
         closure[name] = schemas[name]
         found: set[str] = set()
-        _refs(schemas[name], found)
+        schema_refs(schemas[name], found)
         pending |= found - closure.keys()
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     payload = {
