@@ -352,6 +352,10 @@ class Reply:
 # --- A turn ------------------------------------------------------------------------------
 
 
+def _flag_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
 @dataclass
 class Turn:
     """One conversation-aware chat request, resolved and validated before the upstream call."""
@@ -369,15 +373,21 @@ class Turn:
     ask_item_id: str | None
     completion_item_id: str | None
 
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> dict[str, str]:
+        """jan's turn metadata, as OpenAI's `metadata` type: a map of strings.
+
+        A chat completion's `metadata` is `Metadata` (string values) in OpenAI's spec, and the
+        SDKs with strict validation reject anything else; the seed's JSON booleans and nulls
+        are therefore "true"/"false" and "" here (the same in the stream's first chunk).
+        """
         return {
-            "conversation_id": self.conversation_id,
-            "conversation_created": self.conversation_created,
-            "conversation_title": self.title,
-            "ask_item_id": self.ask_item_id,
-            "completion_item_id": self.completion_item_id,
-            "store": self.store,
-            "store_reasoning": self.store_reasoning,
+            "conversation_id": self.conversation_id or "",
+            "conversation_created": _flag_text(self.conversation_created),
+            "conversation_title": self.title or "",
+            "ask_item_id": self.ask_item_id or "",
+            "completion_item_id": self.completion_item_id or "",
+            "store": _flag_text(self.store),
+            "store_reasoning": _flag_text(self.store_reasoning),
         }
 
     def metadata_chunk(self, first: dict[str, Any] | None) -> dict[str, Any]:
