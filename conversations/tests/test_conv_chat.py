@@ -14,6 +14,7 @@ from django.db import close_old_connections
 from openai.types.chat import ChatCompletion
 
 from conversations.models import Conversation, Item
+from conversations.signals import items_added
 from inference.models import Provider
 from inference.tests.fake_upstream import FakeUpstream
 from organizations.tests.factories import make_api_key
@@ -500,3 +501,34 @@ def test_conv_models_is_the_model_list(sdk: openai.OpenAI, conv: openai.OpenAI, 
     assert [m.model_dump() for m in listed] == [m.model_dump() for m in sdk.models.list()]
     unauthenticated = httpx.get(str(conv.base_url) + "models", timeout=10)
     assert unauthenticated.status_code == 401
+
+
+def test_items_added_is_sent_for_a_stored_turn(
+    conv: openai.OpenAI, provider: Provider, upstream: FakeUpstream
+) -> None:
+    received: list[tuple[str, list[str]]] = []
+
+    def receiver(sender, conversation, items, **kwargs):  # type: ignore[no-untyped-def]
+        received.append((conversation.public_id, [item.public_id for item in items]))
+
+    items_added.connect(receiver)
+    try:
+        completion = conv.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "Notify"}], store=True
+        )
+        chunks = list(
+            conv.chat.completions.create(
+                model="fake-model",
+                messages=[{"role": "user", "content": "Again"}],
+                store=True,
+                stream=True,
+                extra_body={"conversation": _metadata(completion)["conversation_id"]},
+            )
+        )
+    finally:
+        items_added.disconnect(receiver)
+    first, second = _metadata(completion), _metadata(chunks[0])
+    assert received == [
+        (first["conversation_id"], [first["ask_item_id"], first["completion_item_id"]]),
+        (first["conversation_id"], [second["ask_item_id"], second["completion_item_id"]]),
+    ]
