@@ -35,28 +35,33 @@ class AdminAuthentication(_PrincipalAuthentication):
     route = "admin"
 
 
-class DataAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class AlternativeSchemes(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """Any one of `schemes` is enough (OpenAPI's OR); the schemes are defined in gateway.schema.
+
+    drf-spectacular registers a scheme per authentication class and warns when two classes
+    define the same name, so each class registers a placeholder that gateway.schema's hook
+    removes, and the requirements name the shared schemes.
+    """
+
+    schemes: tuple[str, ...] = ()
+
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[Any]]]:
+        return [{scheme: []} for scheme in self.schemes]
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {"type": "http", "scheme": "bearer"}
+
+
+class DataAuthenticationScheme(AlternativeSchemes):  # type: ignore[no-untyped-call]
     target_class = "accounts.authentication.DataAuthentication"
-    name = "ApiKeyAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A project, service, organization or ephemeral API key (sk-…), or a JWT access token.",
-        }
+    name = "_DataAuthentication"
+    schemes = ("ApiKeyAuth", "JwtAuth")
 
 
-class AdminAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class AdminAuthenticationScheme(AlternativeSchemes):  # type: ignore[no-untyped-call]
     target_class = "accounts.authentication.AdminAuthentication"
-    name = "AdminKeyAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An admin API key (sk-admin_…), or a JWT access token of an organization owner.",
-        }
+    name = "_AdminAuthentication"
+    schemes = ("AdminKeyAuth", "JwtAuth")
 
 
 def principal_of(request: Request) -> Principal:

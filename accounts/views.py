@@ -14,7 +14,6 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpResponse
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.authentication import BaseAuthentication
@@ -24,7 +23,7 @@ from rest_framework.views import APIView
 
 from accounts import google, selectors, services
 from accounts.auth import Principal, bearer_token, principal_from_request
-from accounts.authentication import principal_of
+from accounts.authentication import AlternativeSchemes, principal_of
 from accounts.serializers import (
     AuthAccessTokenOut,
     AuthGoogleCallbackIn,
@@ -190,6 +189,7 @@ class RefreshTokenView(APIView):
         tags=TAGS,
         summary="Rotate the refresh cookie and issue a new access token",
         parameters=[REFRESH_COOKIE_PARAMETER],
+        auth=[{"RefreshCookieAuth": []}],  # type: ignore[list-item]  # a requirement object, not a name
         responses=TOKEN_RESPONSES,
     )
     def get(self, request: Request) -> Response:
@@ -214,6 +214,7 @@ class LogoutView(APIView):
         tags=TAGS,
         summary="Revoke the refresh token and clear its cookie",
         parameters=[REFRESH_COOKIE_PARAMETER],
+        auth=[{"RefreshCookieAuth": []}],  # type: ignore[list-item]  # a requirement object, not a name
         responses={200: AuthLogoutOut, **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:
@@ -225,6 +226,7 @@ class LogoutView(APIView):
         summary="Revoke the refresh token and clear its cookie (POST form, for CSRF-minded clients)",
         request=None,
         parameters=[REFRESH_COOKIE_PARAMETER],
+        auth=[{"RefreshCookieAuth": []}],  # type: ignore[list-item]  # a requirement object, not a name
         responses={200: AuthLogoutOut, **ERROR_RESPONSES},
     )
     def post(self, request: Request) -> Response:
@@ -248,16 +250,10 @@ class AnyCredentialAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
-class AnyCredentialAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class AnyCredentialAuthenticationScheme(AlternativeSchemes):  # type: ignore[no-untyped-call]
     target_class = "accounts.views.AnyCredentialAuthentication"
-    name = "AnyCredentialAuth"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
-        return {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "A JWT access token or any API key (sk-…), admin keys included.",
-        }
+    name = "_AnyCredentialAuthentication"
+    schemes = ("ApiKeyAuth", "AdminKeyAuth", "JwtAuth")
 
 
 class MeView(APIView):

@@ -23,13 +23,27 @@ from django.utils.module_loading import import_string
 
 VENDORED = Path(__file__).resolve().parent / "openapi" / "openai.json"
 
+# Every credential the API takes. A route lists the ones it accepts as alternatives.
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "ApiKeyAuth": {
         "type": "http",
         "scheme": "bearer",
-        "description": "A project, service, organization or ephemeral API key (sk-…), or a JWT access token.",
+        "description": "A project, service, organization or ephemeral API key: `Authorization: Bearer sk-…`. "
+        "Organization keys pick the project with the `OpenAI-Project` header.",
     },
-}
+    "AdminKeyAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An admin API key (`sk-admin_…`): the administration API only.",
+    },
+    "JwtAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A user's access token from `/v1/auth/guest-login`, Google sign-in or `/v1/auth/refresh-token` "
+        "(15 minutes). `OpenAI-Organization` / `OpenAI-Project` select where it acts.",
+    },
+}  # and RefreshCookieAuth, from settings.SPECTACULAR_SETTINGS["APPEND_COMPONENTS"]
 ERROR_STATUSES = {
     "400": "Invalid request (the envelope's `param` names the field)",
     "401": "No or invalid credential",
@@ -53,7 +67,7 @@ class ExternalOperation:
     request: dict[str, Any] | None = None  # a JSON schema, when not mirrored
     responses: dict[str, Any] = field(default_factory=dict)  # status → response object, when not mirrored
     parameters: list[dict[str, Any]] = field(default_factory=list)
-    security: tuple[str, ...] = ("ApiKeyAuth",)
+    security: tuple[str, ...] = ("ApiKeyAuth", "JwtAuth")  # alternatives
     errors: tuple[str, ...] = ("400", "401", "403", "404", "429")
     extra_errors: dict[str, str] = field(default_factory=dict)
 
@@ -139,5 +153,21 @@ def add_external_operations(
         found: set[str] = set()
         schema_refs(vendored[name], found)
         pending |= {ref for ref in found if ref not in schemas}
+    _canonical_security_schemes(result)
     result["paths"] = dict(sorted(result.get("paths", {}).items()))
     return result
+
+
+def _canonical_security_schemes(result: dict[str, Any]) -> None:
+    """Drop the authentication classes' placeholders (accounts.authentication.AlternativeSchemes)
+    and define every scheme an operation names from SECURITY_SCHEMES."""
+    schemes = result["components"]["securitySchemes"]
+    for name in [name for name in schemes if name.startswith("_")]:
+        del schemes[name]
+    for item in result.get("paths", {}).values():
+        for operation in item.values():
+            for requirement in operation.get("security", []) if isinstance(operation, dict) else []:
+                for name in requirement:
+                    if name not in schemes:
+                        schemes[name] = SECURITY_SCHEMES[name]
+    result["components"]["securitySchemes"] = dict(sorted(schemes.items()))

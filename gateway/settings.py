@@ -360,6 +360,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
 }
+SECURITY_SCHEMES_REFRESH_COOKIE = {
+    "type": "apiKey",
+    "in": "cookie",
+    "name": REFRESH_COOKIE_NAME,
+    "description": "The HttpOnly refresh token cookie set by the sign-in routes.",
+}
 SPECTACULAR_SETTINGS = {
     "TITLE": "Jan API Gateway",
     "DESCRIPTION": "OpenAI-compatible, multi-tenant API gateway.",
@@ -375,6 +381,8 @@ SPECTACULAR_SETTINGS = {
     ],
     # The vendored OpenAI schemas (gateway/openapi/openai.json) are OpenAPI 3.1.
     "OAS_VERSION": "3.1.0",
+    # The one scheme no authentication class declares: the refresh cookie (the rest: gateway.schema).
+    "APPEND_COMPONENTS": {"securitySchemes": {"RefreshCookieAuth": SECURITY_SCHEMES_REFRESH_COOKIE}},
 }
 # Routes outside DRF (hot path, streaming views, MCP) document themselves here (gateway.schema).
 SCHEMA_EXTERNAL_OPERATIONS = ["gateway.health.OPERATIONS", "inference.schema.OPERATIONS"]
