@@ -43,8 +43,12 @@ def responses_available() -> bool:
 def parse_uri(uri: str) -> tuple[str, str] | None:
     """("conversation", "conv_…") for `conversation://conv_…`; None for anything else."""
     parts = urlsplit(uri)
+    if parts.netloc and parts.path not in ("", "/"):
+        return None  # conversation://conv_x/more names nothing
     identifier = parts.netloc or parts.path.lstrip("/")
     if parts.scheme not in (CONVERSATION_SCHEME, RESPONSE_SCHEME) or not identifier or "/" in identifier:
+        return None
+    if parts.query or parts.fragment:
         return None
     return parts.scheme, identifier
 

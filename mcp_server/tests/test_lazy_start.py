@@ -1,0 +1,53 @@
+"""Servers without ASGI lifespan (daphne, `uvicorn --lifespan off`): the MCP runtime starts on
+the first request instead of failing with "Task group is not initialized"."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+import uvicorn
+
+from mcp_server.tests.conftest import mcp_client
+from organizations.tests.factories import make_api_key
+from tests.live_server import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def gateway_without_lifespan() -> Iterator[SimpleNamespace]:
+    from gateway.asgi import application
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True, name="gateway-no-lifespan")
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    yield SimpleNamespace(url=f"http://127.0.0.1:{port}")
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def key() -> str:
+    return make_api_key()[1]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_mcp_works_without_lifespan(
+    gateway_without_lifespan: SimpleNamespace, key: str, mode: str
+) -> None:
+    async with mcp_client(gateway_without_lifespan, key, mode=mode) as client:  # type: ignore[arg-type]
+        tools = (await client.list_tools()).tools
+        refused = await client.call_tool("fetch_webpage", {"url": "http://127.0.0.1:1/"})
+    assert [tool.name for tool in tools] == ["serper_search", "fetch_webpage"]
+    assert refused.is_error is True
