@@ -511,6 +511,7 @@ CONVERSATIONS_MAX_TEXT_CHARS = env.int("CONVERSATIONS_MAX_TEXT_CHARS", default=1
 # beyond either budget.
 CONV_HISTORY_MAX_ITEMS = env.int("CONV_HISTORY_MAX_ITEMS", default=100)
 CONV_HISTORY_MAX_CHARS = env.int("CONV_HISTORY_MAX_CHARS", default=200_000)
+SCHEMA_EXTERNAL_OPERATIONS.append("conversations.schema.OPERATIONS")
 
 # --- allauth: our User has no username (e-mail is the login) ----------------------------
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None

@@ -1,0 +1,121 @@
+"""OpenAPI documentation of the conversation-aware chat routes (async Django views, which
+drf-spectacular cannot see). The answers are OpenAI's chat completion shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.schema import ExternalOperation
+
+TAG = "Conversation-aware Chat"
+
+_METADATA = (
+    "The answer (and a stream's first chunk, which has an empty delta) carries `metadata`, a map of "
+    "strings as OpenAI's `metadata` type requires: `conversation_id`, `conversation_created` "
+    '("true"/"false"), `conversation_title`, `ask_item_id` (the stored input item), `completion_item_id` '
+    '(the stored assistant message), `store`, `store_reasoning`; ids are "" when nothing is stored. '
+    "With `store` the input and the reply are saved as conversation items: the reply's text as an "
+    "assistant message, its reasoning (only with `store_reasoning`) as a `reasoning` item, its tool calls as "
+    "`function_call` items, with the upstream's usage. A stream is stored from its deltas before `[DONE]`; "
+    "a stream that fails or that the client leaves keeps the input and marks the reply `incomplete`."
+)
+_FLAGS: dict[str, Any] = {
+    "store": {"type": "boolean", "description": "Save the turn in the conversation."},
+    "store_reasoning": {
+        "type": "boolean",
+        "default": False,
+        "description": "Also save the reply's reasoning (`reasoning_content` / `reasoning`).",
+    },
+}
+_ERRORS = {
+    "413": "The body is larger than CHAT_MAX_BODY_BYTES",
+    "502": "The model server failed or could not be reached",
+    "503": "Every provider of the model is unhealthy",
+    "504": "The model server did not answer in time",
+}
+
+OPERATIONS = [
+    ExternalOperation(
+        path="/v1/conv/chat/completions",
+        method="post",
+        mirror="POST /chat/completions",
+        operation_id="createConversationChatCompletion",
+        tag=TAG,
+        summary="Create a chat completion in a conversation",
+        description=(
+            "A chat completion request (the whole history in `messages`, as for `/v1/chat/completions`, "
+            "through the same routing) plus `conversation`: an id of one of the caller's conversations, or "
+            "none to start a new one titled from the first user message. With `store: true` (default false) "
+            "the last message of `messages` and the reply are saved. " + _METADATA
+        ),
+        request={
+            "allOf": [
+                {"$ref": "#/components/schemas/CreateChatCompletionRequest"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "conversation": {
+                            "type": "string",
+                            "description": "A `conv_…` id; absent or empty starts a new conversation.",
+                        },
+                        **_FLAGS,
+                    },
+                },
+            ]
+        },
+        extra_errors=_ERRORS,
+    ),
+    ExternalOperation(
+        path="/v1/conv/completions",
+        method="post",
+        mirror="POST /chat/completions",
+        operation_id="createConversationCompletion",
+        tag=TAG,
+        summary="Continue a conversation with only the new turn",
+        description=(
+            "The client sends only the new turn as `input`; the gateway rebuilds the history from the "
+            "conversation's stored items (the oldest dropped first beyond CONV_HISTORY_MAX_ITEMS items or "
+            "CONV_HISTORY_MAX_CHARS characters; reasoning is not sent back), appends the input and calls "
+            "the model. Other chat completion parameters (`temperature`, `max_tokens`, `tools`, …) are "
+            "passed on. `store` defaults to true here: every input message and the reply are saved. "
+            "Without `conversation_id` a new conversation is started. " + _METADATA
+        ),
+        request={
+            "type": "object",
+            "required": ["model", "input"],
+            "properties": {
+                "model": {"type": "string"},
+                "input": {
+                    "oneOf": [
+                        {"type": "string", "description": "One user message."},
+                        {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"$ref": "#/components/schemas/ChatCompletionRequestMessage"},
+                        },
+                    ]
+                },
+                "conversation_id": {
+                    "type": "string",
+                    "description": "A `conv_…` id; absent starts a new one.",
+                },
+                "stream": {"type": "boolean", "default": False},
+                "temperature": {"type": "number"},
+                "max_tokens": {"type": "integer"},
+                **_FLAGS,
+            },
+            "additionalProperties": True,
+        },
+        extra_errors=_ERRORS,
+    ),
+    ExternalOperation(
+        path="/v1/conv/models",
+        method="get",
+        mirror="GET /models",
+        operation_id="listConversationModels",
+        tag=TAG,
+        summary="List models",
+        description="The same list as `/v1/models`: the models the caller's project can use right now.",
+        errors=("401", "403", "429"),
+    ),
+]
