@@ -532,3 +532,20 @@ def test_items_added_is_sent_for_a_stored_turn(
         (first["conversation_id"], [first["ask_item_id"], first["completion_item_id"]]),
         (first["conversation_id"], [second["ask_item_id"], second["completion_item_id"]]),
     ]
+
+
+def test_sdk_stream_helper_accumulates_the_reply(
+    conv: openai.OpenAI, provider: Provider, upstream: FakeUpstream
+) -> None:
+    upstream.behaviour["fake-model"] = "tool_calls"
+    with conv.chat.completions.stream(
+        model="fake-model", messages=[{"role": "user", "content": "Use tools"}], store=True
+    ) as stream:
+        final = stream.get_final_completion()
+    message = final.choices[0].message
+    assert message.role == "assistant"  # the metadata chunk adds no second role
+    assert [(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []] == [  # type: ignore[union-attr]
+        ("call_weather", "get_weather", '{"city": "Paris"}'),
+        ("call_time", "get_time", '{"tz": "CET"}'),
+    ]
+    assert final.choices[0].finish_reason == "tool_calls"

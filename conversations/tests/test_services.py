@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.auth import Principal
 from conversations import selectors, services
 from conversations.models import Conversation, Item
 from conversations.signals import items_added
 from conversations.tests.factories import make_conversation, make_principal, principal_for
+from conversations.turns import title_from
 from gateway.errors import InvalidRequest, NotFound
 from organizations.models import ApiKey
 from organizations.tests.factories import make_api_key, make_project, make_user
@@ -230,3 +232,31 @@ def test_update_replaces_metadata() -> None:
     services.conversation_update(conversation=conversation, metadata={"b": "2"})
     conversation.refresh_from_db()
     assert conversation.metadata == {"b": "2"}
+
+
+def test_a_users_jwt_and_key_share_conversations_in_a_project() -> None:
+    key, _ = make_api_key()
+    assert key.project is not None
+    assert key.owner_user is not None
+    conversation = make_conversation(principal=principal_for(key))
+    jwt = Principal(
+        kind="jwt",
+        organization_id=key.organization_id,
+        organization_public_id=key.organization.public_id,
+        project_id=key.project_id,
+        project_public_id=key.project.public_id,
+        user_id=key.owner_user_id,
+        user_public_id=key.owner_user.public_id,
+    )
+    assert selectors.conversation_get(jwt, conversation.public_id) == conversation
+
+
+def test_titles_are_cut_by_characters_not_bytes() -> None:
+    text = "Über die Brücke gehen wir morgen früh zusammen mit allen Kindern"
+    title = title_from([{"role": "system", "content": "ignored"}, {"role": "user", "content": text}])
+    assert title == "Über die Brücke gehen wir morgen früh zusammen…"
+    assert len(title) <= 51
+    assert (
+        title_from([{"role": "user", "content": [{"type": "text", "text": "  Hi\n there "}]}]) == "Hi there"
+    )
+    assert title_from([{"role": "assistant", "content": "no user"}]) == "New Conversation"
