@@ -22,7 +22,7 @@ from gateway import context
 from gateway.background import fire_and_forget, run_sync
 from gateway.errors import AuthenticationError, Forbidden, NotFound
 from organizations import keycache, selectors
-from organizations.keycache import KeySnapshot
+from organizations.keycache import KeySnapshot, RateRule
 from organizations.models import ApiKey
 from organizations.services import api_key_hash, api_key_touch
 from organizations.services.keys import KEY_PATTERN
@@ -62,6 +62,8 @@ class Principal:
     api_key_public_id: str | None = None
     api_key_type: str | None = None
     service_account_id: int | None = None
+    # The key's and the project's limits, so admission needs no query (organizations.ratelimits).
+    rate_limits: tuple[RateRule, ...] = ()
 
     @property
     def is_admin_key(self) -> bool:
@@ -103,7 +105,10 @@ def _check_key(snapshot: KeySnapshot | None, route: RouteClass) -> KeySnapshot:
 
 
 def _principal_for_key(
-    snapshot: KeySnapshot, project_id: int | None, project_public_id: str | None
+    snapshot: KeySnapshot,
+    project_id: int | None,
+    project_public_id: str | None,
+    project_rules: tuple[RateRule, ...] = (),
 ) -> Principal:
     return Principal(
         kind="api_key",
@@ -117,6 +122,8 @@ def _principal_for_key(
         api_key_public_id=snapshot.public_id,
         api_key_type=snapshot.key_type,
         service_account_id=snapshot.service_account_id,
+        # A project-bound key's entry holds its project's rules; an organization key's do not.
+        rate_limits=snapshot.rate_limits + project_rules,
     )
 
 
@@ -127,7 +134,9 @@ def _fixed_project(snapshot: KeySnapshot, requested: str | None) -> bool:
     return True
 
 
-def _organization_key_project(snapshot: KeySnapshot, requested: str | None) -> tuple[int | None, str | None]:
+def _organization_key_project(
+    snapshot: KeySnapshot, requested: str | None
+) -> tuple[int | None, str | None, tuple[RateRule, ...]]:
     if requested:
         project = (
             selectors.project_list(organization_id=snapshot.organization_id)
@@ -140,7 +149,9 @@ def _organization_key_project(snapshot: KeySnapshot, requested: str | None) -> t
             )
     else:
         project = selectors.project_default_for_organization(organization_id=snapshot.organization_id)
-    return (project.pk, project.public_id) if project else (None, None)
+    if project is None:
+        return None, None, ()
+    return project.pk, project.public_id, selectors.project_rate_rules(project_id=project.pk)
 
 
 def _check_organization_header(headers: Headers, organization_public_id: str) -> None:
@@ -170,15 +181,16 @@ def _key_principal_sync(headers: Headers, token: str, route: RouteClass) -> Prin
     )
     _check_organization_header(headers, snapshot.organization_public_id)
     requested = headers.get("OpenAI-Project")
+    project_rules: tuple[RateRule, ...] = ()
     if snapshot.key_type == ApiKey.Type.ORGANIZATION and route == "data":
-        project_id, project_public_id = _organization_key_project(snapshot, requested)
+        project_id, project_public_id, project_rules = _organization_key_project(snapshot, requested)
     elif snapshot.project_id is not None and _fixed_project(snapshot, requested):
         project_id, project_public_id = snapshot.project_id, snapshot.project_public_id
     else:
         project_id, project_public_id = None, None
     if _touch_due(snapshot.id):
         api_key_touch(key_id=snapshot.id)
-    return _principal_for_key(snapshot, project_id, project_public_id)
+    return _principal_for_key(snapshot, project_id, project_public_id, project_rules)
 
 
 # --- JWT ---------------------------------------------------------------------------------
@@ -240,6 +252,7 @@ def _jwt_principal(headers: Headers, token: str, route: RouteClass) -> Principal
         project_public_id=project_public_id,
         user_id=user.pk,
         user_public_id=user.public_id,
+        rate_limits=selectors.project_rate_rules(project_id=project_id) if project_id else (),
     )
 
 
@@ -288,8 +301,11 @@ async def aprincipal_from_headers(headers: Headers, *, route: RouteClass = "data
     )
     _check_organization_header(headers, snapshot.organization_public_id)
     requested = headers.get("OpenAI-Project")
+    project_rules: tuple[RateRule, ...] = ()
     if snapshot.key_type == ApiKey.Type.ORGANIZATION and route == "data":
-        project_id, project_public_id = await run_sync(_organization_key_project, snapshot, requested)
+        project_id, project_public_id, project_rules = await run_sync(
+            _organization_key_project, snapshot, requested
+        )
     elif snapshot.project_id is not None and _fixed_project(snapshot, requested):
         project_id, project_public_id = snapshot.project_id, snapshot.project_public_id
     else:
@@ -297,4 +313,4 @@ async def aprincipal_from_headers(headers: Headers, *, route: RouteClass = "data
     if _touch_due(snapshot.id):
         # Off the request path: nobody awaits it; a lost touch only delays last_used_at.
         fire_and_forget(api_key_touch, key_id=snapshot.id)
-    return _finish(_principal_for_key(snapshot, project_id, project_public_id), route)
+    return _finish(_principal_for_key(snapshot, project_id, project_public_id, project_rules), route)

@@ -22,7 +22,12 @@ from gateway.redis import async_client, sync_client
 
 LOCAL_TTL_SECONDS = 1.0
 _MISSING_TTL_SECONDS = 30  # unknown keys: random strings that can never become valid later
-_PREFIX = "apikey:v1:"
+_PREFIX = "apikey:v2:"  # v2: entries carry rate limits
+
+# A limit rule: (scope, model, requests/min, tokens/min, concurrent streams). The scope is
+# "k<key pk>" for a key's own limits or "p<project pk>" for its project's; model "*" is every
+# model together; 0 is no limit. Plain tuples: they cross Redis as JSON and cost nothing to read.
+RateRule = tuple[str, str, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class KeySnapshot:
     service_account_id: int | None
     expires_at: float | None  # unix seconds
     usable: bool  # enabled, not deleted, organization and project alive, owner enabled
+    # The key's own limits and, for a key bound to a project, the project's (organizations.ratelimits).
+    rate_limits: tuple[RateRule, ...] = ()
 
 
 _local: dict[str, tuple[float, KeySnapshot | None]] = {}
@@ -52,7 +59,10 @@ def _encode(snapshot: KeySnapshot | None) -> bytes:
 
 def _decode(raw: bytes | str) -> KeySnapshot | None:
     data: dict[str, Any] | None = orjson.loads(raw)
-    return KeySnapshot(**data) if data else None
+    if not data:
+        return None
+    data["rate_limits"] = tuple(tuple(rule) for rule in data.get("rate_limits", ()))
+    return KeySnapshot(**data)
 
 
 def _remember_locally(key_hash: str, snapshot: KeySnapshot | None) -> None:

@@ -134,6 +134,10 @@ class ApiKey(models.Model):
         ServiceAccount, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
     )
     enabled = models.BooleanField(default=True)
+    # This key's own limits, over every model and on top of its project's (0: no limit).
+    max_requests_per_1_minute = models.PositiveIntegerField(default=0)
+    max_tokens_per_1_minute = models.PositiveIntegerField(default=0)
+    max_concurrent_streams = models.PositiveIntegerField(default=0)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -155,6 +159,32 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or self.public_id} ({self.key_type}, {self.redacted_value})"
+
+
+class ProjectRateLimit(models.Model):
+    """A project's limits for one model, or for all its models together (`model="*"`), in the shape
+    of OpenAI's `project.rate_limit`. 0 means no limit. Enforced by organizations.ratelimits."""
+
+    ALL_MODELS = "*"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rate_limits")
+    model = models.CharField(max_length=300, help_text='A model id, or "*" for all models together.')
+    max_requests_per_1_minute = models.PositiveIntegerField(default=0)
+    max_tokens_per_1_minute = models.PositiveIntegerField(default=0)
+    max_concurrent_streams = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "model"], name="one_rate_limit_per_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model} in {self.project_id}"
+
+    @property
+    def public_id(self) -> str:
+        """OpenAI names a project's rate limit after its model (`rl_ada`); so do we."""
+        return f"rl_{self.model}"
 
 
 class Invite(models.Model):

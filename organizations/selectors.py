@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db.models import F, Q, QuerySet
 
 from gateway.errors import NotFound
-from organizations.keycache import KeySnapshot
+from organizations.keycache import KeySnapshot, RateRule
 from organizations.models import (
     ApiKey,
     AuditLogEntry,
@@ -17,6 +17,7 @@ from organizations.models import (
     OrganizationMember,
     Project,
     ProjectMember,
+    ProjectRateLimit,
     ServiceAccount,
 )
 
@@ -115,7 +116,43 @@ def api_key_snapshot_load(*, key_hash: str) -> KeySnapshot | None:
         service_account_id=key.service_account_id,
         expires_at=key.expires_at.timestamp() if key.expires_at else None,
         usable=usable,
+        rate_limits=api_key_rate_rules(key=key)
+        + (project_rate_rules(project_id=key.project_id) if key.project_id else ()),
     )
+
+
+# --- Rate limits (organizations.ratelimits enforces them) ------------------------------------
+
+
+def api_key_rate_rules(*, key: ApiKey) -> tuple[RateRule, ...]:
+    limits = (key.max_requests_per_1_minute, key.max_tokens_per_1_minute, key.max_concurrent_streams)
+    return ((f"k{key.pk}", ProjectRateLimit.ALL_MODELS, *limits),) if any(limits) else ()
+
+
+def project_rate_rules(*, project_id: int) -> tuple[RateRule, ...]:
+    """One query: the project's limits as the rules the principal carries."""
+    rows = ProjectRateLimit.objects.filter(project_id=project_id).values_list(
+        "model", "max_requests_per_1_minute", "max_tokens_per_1_minute", "max_concurrent_streams"
+    )
+    return tuple(
+        (f"p{project_id}", model, rpm, tpm, streams)
+        for model, rpm, tpm, streams in rows
+        if rpm or tpm or streams
+    )
+
+
+def project_rate_limit_list(*, project_id: int) -> QuerySet[ProjectRateLimit]:
+    return ProjectRateLimit.objects.filter(project_id=project_id).order_by("model")
+
+
+def project_rate_limit_get(*, project_id: int, public_id: str) -> ProjectRateLimit:
+    model = public_id.removeprefix("rl_") if public_id.startswith("rl_") else None
+    limit = ProjectRateLimit.objects.filter(project_id=project_id, model=model).first() if model else None
+    if limit is None:
+        raise NotFound(
+            f"No rate limit with id '{public_id}'.", param="rate_limit_id", code="rate_limit_not_found"
+        )
+    return limit
 
 
 def api_key_hashes(*, organization_id: int | None = None, project_id: int | None = None) -> list[str]:

@@ -330,3 +330,45 @@ ProjectUserListOut = _list_out("ProjectUserListOut", ProjectUserOut)
 ServiceAccountListOut = _list_out("ServiceAccountListOut", ServiceAccountOut)
 InviteListOut = _list_out("InviteListOut", InviteOut)
 AuditLogListOut = _list_out("AuditLogListOut", AuditLogOut)
+
+# --- Rate limits (organizations.ratelimits) ------------------------------------------------------
+
+_LIMIT_HELP = {
+    "max_requests_per_1_minute": "Requests per minute; 0: no limit.",
+    "max_tokens_per_1_minute": "Tokens per minute, counted from the usage of finished requests; 0: no limit.",
+    "max_concurrent_streams": "Streams open at once (our extension); 0: no limit.",
+}
+
+
+class ProjectRateLimitOut(serializers.Serializer[Any]):
+    object = ConstField("project.rate_limit")
+    id = serializers.CharField(source="public_id", help_text="`rl_` and the model id.")
+    model = serializers.CharField(help_text='The model these limits apply to; "*": all models together.')
+    max_requests_per_1_minute = serializers.IntegerField(help_text=_LIMIT_HELP["max_requests_per_1_minute"])
+    max_tokens_per_1_minute = serializers.IntegerField(help_text=_LIMIT_HELP["max_tokens_per_1_minute"])
+    max_concurrent_streams = serializers.IntegerField(help_text=_LIMIT_HELP["max_concurrent_streams"])
+
+
+ProjectRateLimitListOut = _list_out("ProjectRateLimitListOut", ProjectRateLimitOut)
+
+
+class RateLimitUpdateIn(serializers.Serializer[Any]):
+    """Fields left out keep their value."""
+
+    max_requests_per_1_minute = serializers.IntegerField(
+        min_value=0, required=False, help_text=_LIMIT_HELP["max_requests_per_1_minute"]
+    )
+    max_tokens_per_1_minute = serializers.IntegerField(
+        min_value=0, required=False, help_text=_LIMIT_HELP["max_tokens_per_1_minute"]
+    )
+    max_concurrent_streams = serializers.IntegerField(
+        min_value=0, required=False, help_text=_LIMIT_HELP["max_concurrent_streams"]
+    )
+
+
+class ApiKeyRateLimitOut(serializers.Serializer[ApiKey]):
+    object = ConstField("api_key.rate_limit")
+    api_key_id = serializers.CharField(source="public_id")
+    max_requests_per_1_minute = serializers.IntegerField(help_text=_LIMIT_HELP["max_requests_per_1_minute"])
+    max_tokens_per_1_minute = serializers.IntegerField(help_text=_LIMIT_HELP["max_tokens_per_1_minute"])
+    max_concurrent_streams = serializers.IntegerField(help_text=_LIMIT_HELP["max_concurrent_streams"])

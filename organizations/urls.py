@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path, register_converter
 
-from organizations import views
+from organizations import rate_limit_views, views
 
 
 class OrganizationIdConverter:
@@ -46,6 +46,26 @@ _SCOPED: list[tuple[str, object, str]] = [
     ("/invites/<str:invite_id>", views.InviteDetail, "invite"),
     ("/invites/<str:invite_id>/resend", views.InviteResend, "invite-resend"),
     ("/audit_logs", views.AuditLogCollection, "audit-logs"),
+    (
+        "/api_keys/<str:key_id>/rate_limits",
+        rate_limit_views.OrganizationKeyRateLimit,
+        "org-api-key-rate-limits",
+    ),
+    (
+        "/projects/<str:project_id>/rate_limits",
+        rate_limit_views.ProjectRateLimitCollection,
+        "project-rate-limits",
+    ),
+    (
+        "/projects/<str:project_id>/rate_limits/<path:rate_limit_id>",
+        rate_limit_views.ProjectRateLimitDetail,
+        "project-rate-limit",
+    ),
+    (
+        "/projects/<str:project_id>/api_keys/<str:key_id>/rate_limits",
+        rate_limit_views.ProjectKeyRateLimit,
+        "project-api-key-rate-limits",
+    ),
 ]
 
 urlpatterns: list[URLPattern | URLResolver] = [

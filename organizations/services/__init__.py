@@ -65,12 +65,18 @@ from organizations.services.projects import (
     project_delete,
     project_update,
 )
+from organizations.services.rate_limits import (
+    api_key_limits_set,
+    project_rate_limit_delete,
+    project_rate_limit_set,
+)
 from organizations.services.service_accounts import service_account_create, service_account_delete
 
 __all__ += [
     "SYSTEM",
     "Actor",
     "api_key_issue",
+    "api_key_limits_set",
     "api_key_revoke",
     "api_keys_revoke_all",
     "audit_changes",
@@ -92,6 +98,8 @@ __all__ += [
     "project_member_add",
     "project_member_remove",
     "project_member_update",
+    "project_rate_limit_delete",
+    "project_rate_limit_set",
     "project_update",
     "service_account_create",
     "service_account_delete",
