@@ -52,7 +52,8 @@ async def _read_json(request: HttpRequest) -> dict[str, Any]:
         raise err
     # request.read(), not request.body: chat bodies (images, long histories) outgrow Django's
     # 2.5 MB DATA_UPLOAD_MAX_MEMORY_SIZE; the limit that applies is CHAT_MAX_BODY_BYTES, as on
-    # /v1/chat/completions. Django has already spooled the body, so this does not block.
+    # /v1/chat/completions. Django has already received the whole body (in memory, or spooled to
+    # a local file when large), so this is a local read, not a wait on the client.
     raw = request.read()
     try:
         body = orjson.loads(raw or b"null")

@@ -194,7 +194,7 @@ def history_messages(stored: list[dict[str, Any]], *, max_chars: int) -> list[di
                 "function": {"name": item["name"], "arguments": item.get("arguments", "")},
             }
             last = messages[-1] if messages else None
-            if last is not None and last["role"] == "assistant" and not _trailing_tool(messages):
+            if last is not None and last["role"] == "assistant":  # the calls of that reply
                 last.setdefault("tool_calls", []).append(call)
                 if last.get("content") == "":
                     last["content"] = None
@@ -223,10 +223,6 @@ def history_messages(stored: list[dict[str, Any]], *, max_chars: int) -> list[di
     while start < len(messages) and messages[start]["role"] == "tool":
         start += 1
     return messages[start:]
-
-
-def _trailing_tool(messages: list[dict[str, Any]]) -> bool:
-    return bool(messages) and messages[-1]["role"] == "tool"
 
 
 # --- A reply → items ---------------------------------------------------------------------

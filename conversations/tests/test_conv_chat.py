@@ -464,7 +464,12 @@ def test_conv_completions_rebuilds_tool_turns_and_drops_the_oldest(
 
 
 def test_conv_completions_stream_and_bad_input(
-    live_gateway: LiveGateway, project_key, sdk: openai.OpenAI, provider: Provider, upstream: FakeUpstream
+    live_gateway: LiveGateway,
+    project_key,
+    sdk: openai.OpenAI,
+    provider: Provider,
+    upstream: FakeUpstream,
+    settings,
 ) -> None:  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {project_key[1]}"}
     url = f"{live_gateway.url}/v1/conv/completions"
@@ -492,6 +497,9 @@ def test_conv_completions_stream_and_bad_input(
         assert response.json()["error"]["param"] == param, body
     not_json = httpx.post(url, content=b"{nope", headers=headers, timeout=10)
     assert (not_json.status_code, not_json.json()["error"]["code"]) == (400, "invalid_json")
+    settings.CHAT_MAX_BODY_BYTES = 100
+    too_big = httpx.post(url, json={"model": "fake-model", "input": "x" * 200}, headers=headers, timeout=10)
+    assert (too_big.status_code, too_big.json()["error"]["code"]) == (413, "request_too_large")
     assert Item.objects.count() == 2
 
 
