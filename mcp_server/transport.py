@@ -28,7 +28,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 from django.conf import settings
@@ -55,7 +54,6 @@ _CORS_ALLOW_HEADERS = (
     "last-event-id, openai-organization, openai-project, x-request-id"
 )
 _CORS_EXPOSE_HEADERS = "Mcp-Session-Id, X-Request-ID"
-_KEEPALIVE_SECONDS = 15.0
 
 
 def owner_key(principal: Principal) -> str:
@@ -89,16 +87,15 @@ async def _send_jsonrpc_error(send: Send, status: int, message: str, code: int =
     )
 
 
-def _origin_allowed(origin: str, host: str) -> bool:
+def _origin_allowed(origin: str) -> bool:
+    """ALLOWED_CORS_HOSTS, as for every API route. No same-origin exception: under DNS
+    rebinding the attacker's page *is* same-origin with the Host it sends."""
     if settings.CORS_ALLOW_ALL_ORIGINS:
         return True
     origin = origin.rstrip("/")
     if origin in settings.CORS_ALLOWED_ORIGINS:
         return True
-    if any(re.match(pattern, origin) for pattern in settings.CORS_ALLOWED_ORIGIN_REGEXES):
-        return True
-    # Same origin: a page served by the gateway itself.
-    return urlsplit(origin).netloc.lower() == host.lower()
+    return any(re.match(pattern, origin) for pattern in settings.CORS_ALLOWED_ORIGIN_REGEXES)
 
 
 def _cors_headers(origin: str | None) -> list[tuple[bytes, bytes]]:
@@ -143,13 +140,18 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _jsonrpc_method(body: bytes) -> str | None:
+def _jsonrpc_call(body: bytes) -> tuple[str | None, str | None]:
+    """(method, tool/prompt name or resource URI) of a JSON-RPC message, for the access log;
+    the SDK does the real parsing and answers malformed bodies itself."""
     try:
         message = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None
-    method = message.get("method") if isinstance(message, dict) else None
-    return method if isinstance(method, str) else None
+        return None, None
+    if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+        return None, None
+    params = message.get("params")
+    name = (params.get("name") or params.get("uri")) if isinstance(params, dict) else None
+    return message["method"], str(name)[:200] if name else None
 
 
 # --- The runtime: one SDK manager per event loop --------------------------------------------
@@ -278,7 +280,7 @@ class McpApp:
             await _send_error(send, InvalidRequest("Invalid Host header.", code="invalid_host"), 421)
             return
         origin = headers.get("origin")
-        if origin and not _origin_allowed(origin, host):
+        if origin and not _origin_allowed(origin):
             await _send_error(
                 send, Forbidden("This Origin may not call the MCP endpoint.", code="origin_not_allowed")
             )
@@ -300,7 +302,11 @@ class McpApp:
         except GatewayError as err:
             await _send_error(send_cors, err)
             return
-        context.bind_log_fields(mcp_protocol_version=headers.get("mcp-protocol-version"))
+        context.bind_log_fields(
+            mcp_protocol_version=headers.get("mcp-protocol-version"),
+            mcp_method=headers.get("mcp-method"),
+            mcp_name=headers.get("mcp-name"),
+        )
         child = dict(scope, path="/v1/mcp", raw_path=b"/v1/mcp")
         child[PRINCIPAL_KEY] = principal
         child[REQUEST_ID_KEY] = request_id
@@ -364,12 +370,14 @@ class McpApp:
         if body is None:
             await _send_jsonrpc_error(send, 413, "Payload Too Large")
             return
+        method, name = _jsonrpc_call(body)
+        context.bind_log_fields(mcp_method=method, mcp_name=name, mcp_session=session_id)
         manager = await self.runtime.manager()
         if session_id is not None:
             scope[SESSION_KEY] = session_id
             await manager.handle_request(scope, _replay(body, receive), send)
             return
-        if _jsonrpc_method(body) != "initialize":
+        if method != "initialize":
             # Sessionless legacy calls are fine for tools and prompts; subscribe says it needs one.
             await manager.handle_request(scope, _replay(body, receive), send)
             return
@@ -428,12 +436,12 @@ class McpApp:
                 }
             )
             await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
-            store = sessions.session_store()
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), _KEEPALIVE_SECONDS)
+                    item = await asyncio.wait_for(queue.get(), settings.MCP_STREAM_KEEPALIVE_SECONDS)
                 except TimeoutError:
-                    await store.owner(session_id)  # an open stream keeps its session alive
+                    if not await self._still_valid(headers, session_id):
+                        break
                     await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
                     continue
                 if item is None:
@@ -452,6 +460,15 @@ class McpApp:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+    async def _still_valid(self, headers: AsgiHeaders, session_id: str) -> bool:
+        """Checked between keep-alives: a session DELETEd on another worker, expired, or whose
+        key was revoked or disabled ends the stream (touching the session keeps it alive)."""
+        try:
+            principal = await aprincipal_from_headers(headers)
+        except GatewayError:
+            return False
+        return await sessions.session_store().owner(session_id) == owner_key(principal)
 
 
 def mount() -> Mount:

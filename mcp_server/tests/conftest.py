@@ -78,6 +78,7 @@ def mcp_gateway(
             "ALLOWED_CORS_HOSTS": "https://app.example.com",
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,gateway.example.com",
             "LOG_LEVEL": "WARNING",
+            "MCP_STREAM_KEEPALIVE_SECONDS": "1",
         }
     ).start()
     yield gateway

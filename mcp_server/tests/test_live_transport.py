@@ -3,6 +3,7 @@ Host and Origin checks, CORS, the 2025-11-25 sessions kept in Redis, and the 202
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from mcp_server.tests.conftest import mcp_client
 from mcp_server.tests.live import GatewayProcess
 from organizations.models import ApiKey
+from organizations.services import api_key_set_enabled
 from organizations.tests.factories import make_api_key
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -182,6 +184,38 @@ def test_sessions_are_shared_by_workers_and_bound_to_their_credential(
     assert ended.status_code == 200
     after = post(mcp_gateway, TOOLS_LIST, key=key, **{"Mcp-Session-Id": session})
     assert after.status_code == 404
+
+
+def _stream_until_closed(gateway: GatewayProcess, key: str, session: str, then: Any) -> bytes:
+    """Open the session's GET stream, run `then()`, and read until the server ends the stream."""
+    headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream", "Mcp-Session-Id": session}
+    received = b""
+    with httpx.stream("GET", f"{gateway.url}/v1/mcp", headers=headers, timeout=10) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"] == "text/event-stream"
+        then()
+        deadline = time.monotonic() + 8  # keep-alives come every second: never a read timeout
+        for chunk in stream.iter_bytes():
+            received += chunk
+            assert time.monotonic() < deadline, f"the stream did not end: {received!r}"
+    return received
+
+
+def test_stream_ends_when_the_session_is_deleted(mcp_gateway: GatewayProcess, key: str) -> None:
+    session = post(mcp_gateway, INITIALIZE, key=key).headers["mcp-session-id"]
+
+    def delete() -> None:
+        headers = {"Authorization": f"Bearer {key}", "Mcp-Session-Id": session}
+        assert httpx.delete(f"{mcp_gateway.url}/v1/mcp", headers=headers, timeout=10).status_code == 200
+
+    assert _stream_until_closed(mcp_gateway, key, session, delete).startswith(b": stream open\n\n")
+
+
+def test_stream_ends_when_the_key_is_disabled(mcp_gateway: GatewayProcess) -> None:
+    row, raw = make_api_key()
+    session = post(mcp_gateway, INITIALIZE, key=raw).headers["mcp-session-id"]
+    _stream_until_closed(mcp_gateway, raw, session, lambda: api_key_set_enabled(key=row, enabled=False))
+    assert post(mcp_gateway, TOOLS_LIST, key=raw, **{"Mcp-Session-Id": session}).status_code == 401
 
 
 def test_unknown_session_and_stream_without_session(mcp_gateway: GatewayProcess, key: str) -> None:
