@@ -28,7 +28,7 @@ import orjson
 from django.conf import settings
 
 from accounts.auth import Principal
-from gateway import context, errors
+from gateway import context, errors, metrics
 from gateway.background import fire_and_forget
 from inference.models import UsageRecord
 from inference.registry import registry
@@ -36,6 +36,7 @@ from inference.selectors import Route
 from inference.services import provider_record_failure
 from inference.upstream import api_url, session
 from inference.usage import usage_buffer
+from organizations import ratelimits
 
 DONE = b"data: [DONE]\n\n"
 _MAX_ATTEMPTS = 2  # a failure before the first byte is retried once, on another provider
@@ -55,6 +56,7 @@ class Call:
     status_code: int = 200
     outcome: str = UsageRecord.Outcome.SUCCESS
     recorded: bool = False
+    admission: ratelimits.Admission = ratelimits.UNLIMITED
 
     def record(self) -> None:
         """Append the usage row (once); the batch writer stores it off the request path."""
@@ -82,7 +84,28 @@ class Call:
             outcome=self.outcome,
             request_id=context.request_id() or "",
         )
-        # hook: finished (metrics and token limits)
+        prompt_tokens, completion_tokens = (
+            _count(usage.get("prompt_tokens")),
+            _count(usage.get("completion_tokens")),
+        )
+        if self.route is not None:
+            time_to_first_token = (
+                self.first_byte_at - self.started if self.stream and self.first_byte_at else None
+            )
+            metrics.upstream_observed(
+                self.model,
+                self.route.provider_public_id,
+                now - self.started,
+                time_to_first_token,
+                self.outcome,
+            )
+        metrics.tokens_counted(
+            self.model, self.principal.project_public_id or "", prompt_tokens, completion_tokens
+        )
+        # Token limits count what was really used; this also gives back a stream slot.
+        self.admission.finish_soon(
+            total_tokens=_count(usage.get("total_tokens")) or prompt_tokens + completion_tokens
+        )
 
     def fail(self, err: errors.GatewayError, outcome: str) -> errors.GatewayError:
         self.status_code, self.outcome = err.status, outcome
@@ -243,10 +266,11 @@ async def open_chat(principal: Principal, body: dict[str, Any], raw: bytes | Non
     """Route and open one chat completion. `raw`, when given, is forwarded as it is."""
     model = body["model"]
     call = Call(principal=principal, model=model, stream=bool(body.get("stream")))
-    # hook: admit (rate limits)
     routes, known = await registry.routes_for(model, principal.organization_id, principal.project_id)
     if not known:
         raise _model_not_found(model)
+    # After the model check, so a mistyped model costs no quota. Raises RateLimited (429).
+    call.admission = await ratelimits.admit(principal, model=model, stream=call.stream)
     wants_usage = False
     payload = raw
     if call.stream:
@@ -257,7 +281,11 @@ async def open_chat(principal: Principal, body: dict[str, Any], raw: bytes | Non
             payload = None
     if payload is None:
         payload = orjson.dumps(body)
-    response = await _connect(call, routes, payload)
+    try:
+        response = await _connect(call, routes, payload)
+    except asyncio.CancelledError:
+        call.admission.finish_soon(total_tokens=0)  # the client left before the upstream answered
+        raise
     if response.status >= 400:
         refused = upstream_error(response.status, await _read_quietly(response))
         raise call.fail(refused, UsageRecord.Outcome.CLIENT_ERROR)
@@ -350,6 +378,7 @@ async def relay_sse(opened: Opened) -> AsyncIterator[bytes]:
     Closing this generator early (the client went away) closes the upstream request at once.
     """
     call, response, wants_usage = opened.call, opened.response, opened.wants_usage
+    metrics.stream_started()
     try:
         async for batch in _events(call, response):
             out: list[bytes] = []
@@ -376,6 +405,7 @@ async def relay_sse(opened: Opened) -> AsyncIterator[bytes]:
         else:
             response.release()
         call.record()
+        metrics.stream_finished()
 
 
 # --- For callers that store what the model said -------------------------------------------

@@ -27,7 +27,7 @@ import orjson
 from django.conf import settings
 
 from accounts.auth import AsgiHeaders, Headers, aprincipal_from_headers
-from gateway import context, errors
+from gateway import context, errors, metrics
 from gateway.middleware import _request_id_from
 from inference import chat
 from inference.registry import registry
@@ -71,9 +71,10 @@ async def chat_completions(headers: Headers, raw: bytes) -> Reply:
         principal = await aprincipal_from_headers(headers)
         body = chat.parse_chat_request(raw)
         opened = await chat.open_chat(principal, body, raw)
+        limits = opened.call.admission.headers  # x-ratelimit-*, when the caller has limits
         if opened.call.stream and opened.is_sse:
-            return Reply(stream=chat.relay_sse(opened), headers=dict(SSE_HEADERS))
-        return Reply(body=await chat.read_completion(opened))
+            return Reply(stream=chat.relay_sse(opened), headers={**SSE_HEADERS, **limits})
+        return Reply(body=await chat.read_completion(opened), headers=dict(limits))
     except errors.GatewayError as err:
         return Reply.error(err)
 
@@ -130,6 +131,13 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+def _route_label(path: str) -> str:
+    """The metrics route label: a template, so model ids do not each get a time series."""
+    if path == CHAT_PATH:
+        return CHAT_PATH
+    return MODELS_PATH if path in (MODELS_PATH, MODELS_PATH + "/") else MODELS_PATH + "/{model}"
+
+
 def _method_not_allowed(method: str, path: str, allowed: str) -> Reply:
     reply = Reply.error(errors.MethodNotAllowed(f"Method {method} is not allowed on {path}."))
     reply.headers["allow"] = allowed
@@ -165,6 +173,8 @@ class HotPath:
         try:
             await self._dispatch(scope, headers, receive, send, request_id, state)
         finally:
+            elapsed = time.perf_counter() - started
+            metrics.request_observed(_route_label(scope["path"]), scope["method"], state["status"], elapsed)
             log = (context.current() or {}).get("log", {})
             client = scope.get("client")
             access_log.info(
@@ -174,7 +184,7 @@ class HotPath:
                     "method": scope["method"],
                     "path": scope["path"],
                     "status": state["status"],
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "latency_ms": round(elapsed * 1000, 2),
                     "client_ip": client[0] if client else None,
                     "streaming": state["streaming"],
                     **log,

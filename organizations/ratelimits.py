@@ -25,6 +25,7 @@ take the API down with it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import secrets
@@ -179,6 +180,17 @@ class Admission:
         self._lease = lease
         self._finished = not rules
 
+    def finish_soon(self, *, total_tokens: int) -> None:
+        """`finish` from sync code running on the event loop (the usage record): its own task."""
+        if self._finished:
+            return
+        try:
+            task = asyncio.get_running_loop().create_task(self.finish(total_tokens=total_tokens))
+        except RuntimeError:  # no loop: nothing async can run here; the lease times out instead
+            return
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
     async def finish(self, *, total_tokens: int) -> None:
         """Count the tokens the request used and give back its stream slot. Idempotent; never raises."""
         if self._finished:
@@ -204,6 +216,7 @@ class Admission:
 
 
 UNLIMITED = Admission(headers={})
+_pending: set[asyncio.Task[None]] = set()
 
 
 def _applicable(principal: Principal, model: str) -> tuple[RateRule, ...]:
