@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -144,6 +145,19 @@ async def test_summarize_conversation_prompt(
     assert "Kingfishers and gannets." in text
 
 
+async def add_items_via_rest(
+    gateway: GatewayProcess, who: Caller, conversation: Conversation, text: str
+) -> None:
+    """The REST API of the same live gateway: whichever worker takes it sends items_added."""
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        response = await http.post(
+            f"/v1/conversations/{conversation.public_id}/items",
+            json={"items": [{"type": "message", "role": "user", "content": text}]},
+            headers={"Authorization": f"Bearer {who.key}"},
+        )
+    assert response.status_code == 200, response.text
+
+
 async def _wait_for(queue: asyncio.Queue[str], expected: str) -> None:
     async with asyncio.timeout(10):
         while (await queue.get()) != expected:
@@ -170,10 +184,12 @@ async def test_legacy_subscribe_gets_updates_on_the_session_stream(
             await client.subscribe_resource(f"conversation://{mallory_conversation.public_id}")
         await asyncio.sleep(1.0)  # the GET stream opens after notifications/initialized
 
-        # Another process (this test's) adds items; the update travels through Redis to
-        # whichever worker holds the stream.
-        await run_sync(add_items, newer, ("user", "not subscribed"))
-        await run_sync(add_items, older, ("user", "And herons?"))
+        # Items added through the REST API; the update travels through Redis to whichever
+        # worker holds the stream. Then once more from another process (this test's).
+        await add_items_via_rest(mcp_gateway, alice, newer, "not subscribed")
+        await add_items_via_rest(mcp_gateway, alice, older, "And herons?")
+        await _wait_for(updates, uri)
+        await run_sync(add_items, older, ("user", "And storks?"))
         await _wait_for(updates, uri)
         assert updates.empty()  # nothing for the unsubscribed conversation
 
@@ -199,8 +215,8 @@ async def test_modern_listen_gets_updates(
             ):
                 pass
         async with client.listen(resource_subscriptions=[uri]) as subscription:
-            await run_sync(add_items, newer, ("user", "not subscribed"))
-            await run_sync(add_items, older, ("user", "And herons?"))
+            await add_items_via_rest(mcp_gateway, alice, newer, "not subscribed")
+            await add_items_via_rest(mcp_gateway, alice, older, "And herons?")
             async with asyncio.timeout(10):
                 event = await anext(aiter(subscription))
     assert getattr(event, "uri", None) == uri
