@@ -220,3 +220,44 @@ async def test_modern_listen_gets_updates(
             async with asyncio.timeout(10):
                 event = await anext(aiter(subscription))
     assert getattr(event, "uri", None) == uri
+
+
+def make_response(who: Caller, text: str) -> str:
+    from responses.models import Response
+
+    row = Response.objects.create(
+        organization_id=who.principal.organization_id,
+        project_id=who.principal.project_id,
+        model="fake-model",
+        status=Response.Status.COMPLETED,
+        output=[
+            {
+                "type": "message",
+                "id": "msg_1",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+    )
+    return row.public_id
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_stored_responses_are_resources(
+    mcp_gateway: GatewayProcess, alice: Caller, mallory: Caller, mode: str
+) -> None:
+    mine = await run_sync(make_response, alice, "Kingfishers dive.")
+    theirs = await run_sync(make_response, mallory, "secret answer")
+    async with mcp_client(mcp_gateway, alice.key, mode=mode) as client:
+        templates = [t.uri_template for t in (await client.list_resource_templates()).resource_templates]
+        read = await client.read_resource(f"response://{mine}")
+        with pytest.raises(MCPError, match="Resource not found"):
+            await client.read_resource(f"response://{theirs}")
+    assert "response://{response_id}" in templates
+    markdown, document = read.contents
+    assert isinstance(markdown, types.TextResourceContents)
+    assert isinstance(document, types.TextResourceContents)
+    assert markdown.text.startswith(f"# Response {mine}\nModel: fake-model\nStatus: completed\n")
+    assert "### assistant\n\nKingfishers dive." in markdown.text
+    assert json.loads(document.text)["response"]["id"] == mine
