@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -49,9 +50,16 @@ def conversation_op(operation_id: str, **kwargs: Any) -> Any:
 
 
 def _body(request: Request) -> dict[str, Any]:
-    if not isinstance(request.data, dict):
+    try:
+        data = request.data
+    except RequestDataTooBig:
+        # Django's DATA_UPLOAD_MAX_MEMORY_SIZE; otherwise it becomes a bare "Bad request.".
+        err = InvalidRequest("The request body is too large.", code="request_too_large")
+        err.status = 413
+        raise err from None
+    if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    return request.data
+    return data
 
 
 def _include(request: Request) -> list[str]:

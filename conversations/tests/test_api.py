@@ -146,6 +146,9 @@ def test_create_limits_and_nothing_half_written(live_gateway: LiveGateway, proje
         assert long_text.status_code == 400
         assert long_text.json()["error"]["param"] == "items[1].content"
         assert long_text.json()["error"]["code"] == "string_above_max_length"
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
+        too_big = client.post("/conversations", json={"items": [{"role": "user", "content": "x" * 3000}]})
+        assert (too_big.status_code, too_big.json()["error"]["code"]) == (413, "request_too_large")
     assert Conversation.objects.count() == 0
     assert Item.objects.count() == 0
 
