@@ -39,7 +39,14 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from accounts.auth import AsgiHeaders, Principal, aprincipal_from_headers
 from gateway import context
 from gateway.asgi import Message, Mount, Receive, Scope, Send
-from gateway.errors import Forbidden, GatewayError, InvalidRequest, NotFound
+from gateway.errors import (
+    Forbidden,
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServerError,
+)
 from mcp_server import sessions
 from mcp_server.server import PRINCIPAL_KEY, REQUEST_ID_KEY, SESSION_KEY, build_server
 
@@ -248,9 +255,7 @@ class McpApp:
         except Exception:
             logger.exception("mcp request failed")
             if status == 0:
-                await _send_error(
-                    send_with_id, GatewayError("The server had an error.", code="server_error"), 500
-                )
+                await _send_error(send_with_id, ServerError("The server had an error."))
         finally:
             state = context.current() or {}
             access_log.info(
@@ -338,11 +343,11 @@ class McpApp:
         store = sessions.session_store()
         session_id = headers.get(SESSION_HEADER)
         owner = owner_key(principal)
+        method = scope["method"]
         if session_id is not None and await store.owner(session_id) != owner:
             # Unknown, expired, ended, or another credential's session: all look the same.
             await _send_jsonrpc_error(send, 404, "Session not found")
             return
-        method = scope["method"]
         if method == "GET":
             await self._stream(scope, receive, send, headers, session_id)
         elif method == "DELETE":
@@ -355,13 +360,7 @@ class McpApp:
         elif method == "POST":
             await self._post(scope, receive, send, session_id, owner)
         else:
-            await _send_error(
-                send,
-                GatewayError(
-                    f"Method {method} is not allowed on {scope['path']}.", code="method_not_allowed"
-                ),
-                405,
-            )
+            await _send_error(send, MethodNotAllowed(f"Method {method} is not allowed on {scope['path']}."))
 
     async def _post(
         self, scope: Scope, receive: Receive, send: Send, session_id: str | None, owner: str

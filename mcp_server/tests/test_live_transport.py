@@ -284,3 +284,9 @@ def test_server_discover(mcp_gateway: GatewayProcess, key: str) -> None:
     assert set(result["capabilities"]) >= {"tools", "prompts", "resources"}
     assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "jan-gateway"
     assert "mcp-session-id" not in response.headers
+
+
+def test_other_methods_are_not_allowed(mcp_gateway: GatewayProcess, key: str) -> None:
+    response = httpx.put(f"{mcp_gateway.url}/v1/mcp", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert response.status_code == 405
+    assert response.json()["error"]["message"] == "Method PUT is not allowed on /v1/mcp."
