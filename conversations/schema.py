@@ -1,5 +1,12 @@
-"""OpenAPI documentation of the conversation-aware chat routes (async Django views, which
-drf-spectacular cannot see). The answers are OpenAI's chat completion shapes."""
+"""OpenAPI documentation of the conversation routes that drf-spectacular cannot describe exactly.
+
+- The conversation-aware chat routes are async Django views, invisible to drf-spectacular;
+  their answers are OpenAI's chat completion shapes.
+- The Conversations API routes that OpenAI defines are DRF views whose bodies are plain dicts
+  (conversations.items validates them); their documentation is OpenAI's operation, vendored
+  from the official spec, in place of the generated one, plus jan's `title`. jan's additions
+  (`GET /v1/conversations`, `PATCH`) keep the generated documentation.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +41,94 @@ _ERRORS = {
     "504": "The model server did not answer in time",
 }
 
+_CONVERSATIONS = "Conversations"
+_TITLE: dict[str, Any] = {
+    "title": {
+        "type": "string",
+        "maxLength": 256,
+        "description": "jan's conversation title (returned as `title` on the conversation).",
+    }
+}
+
+
+def _conversation_op(
+    method: str, path: str, operation_id: str, summary: str, **kwargs: Any
+) -> ExternalOperation:
+    return ExternalOperation(
+        path=f"/v1{path}",
+        method=method,
+        mirror=f"{method.upper()} {path}",
+        operation_id=operation_id,
+        tag=_CONVERSATIONS,
+        summary=summary,
+        **kwargs,
+    )
+
+
+CONVERSATION_OPERATIONS = [
+    _conversation_op(
+        "post",
+        "/conversations",
+        "createConversation",
+        "Create a conversation",
+        description="Up to 20 initial items. Owned by the caller (a user, or a service account).",
+        request={
+            "allOf": [
+                {"$ref": "#/components/schemas/CreateConversationBody"},
+                {"type": "object", "properties": _TITLE},
+            ]
+        },
+        errors=("400", "401", "403", "429"),
+        extra_errors={"413": "The body is too large"},
+    ),
+    _conversation_op("get", "/conversations/{conversation_id}", "getConversation", "Retrieve a conversation"),
+    _conversation_op(
+        "post",
+        "/conversations/{conversation_id}",
+        "updateConversation",
+        "Update a conversation",
+        description="Replaces the metadata (and/or sets jan's `title`). `PATCH` does the same.",
+        request={
+            "type": "object",
+            "properties": {"metadata": {"$ref": "#/components/schemas/Metadata"}, **_TITLE},
+        },
+    ),
+    _conversation_op(
+        "delete",
+        "/conversations/{conversation_id}",
+        "deleteConversation",
+        "Delete a conversation",
+        description="The conversation is no longer reachable; its items are kept (not listed).",
+    ),
+    _conversation_op(
+        "post",
+        "/conversations/{conversation_id}/items",
+        "createConversationItems",
+        "Create items",
+        description="Up to 20 items: messages, function_call, function_call_output, reasoning. All or nothing.",
+        extra_errors={"413": "The body is too large"},
+    ),
+    _conversation_op(
+        "get",
+        "/conversations/{conversation_id}/items",
+        "listConversationItems",
+        "List items",
+        description="Newest first by default; `after` (jan's `last` too) is the last id of the previous page.",
+    ),
+    _conversation_op(
+        "get", "/conversations/{conversation_id}/items/{item_id}", "getConversationItem", "Retrieve an item"
+    ),
+    _conversation_op(
+        "delete",
+        "/conversations/{conversation_id}/items/{item_id}",
+        "deleteConversationItem",
+        "Delete an item",
+        description="Answers the conversation, as OpenAI does.",
+    ),
+]
+
 OPERATIONS = [
+    *CONVERSATION_OPERATIONS,
     ExternalOperation(
         path="/v1/conv/chat/completions",
         method="post",

@@ -59,9 +59,10 @@ class ConversationItemOut(serializers.Serializer[Any]):
     """One of OpenAI's ConversationItem shapes: message, function_call, function_call_output,
     reasoning (the fields beyond type/id/status depend on the type)."""
 
-    type = serializers.ChoiceField(choices=["message", "function_call", "function_call_output", "reasoning"])
+    # Plain strings: a generic `status` enum would collide with other apps' in the schema.
+    type = serializers.CharField(help_text="message | function_call | function_call_output | reasoning")
     id = serializers.CharField()
-    status = serializers.ChoiceField(choices=["in_progress", "completed", "incomplete"])
+    status = serializers.CharField(help_text="in_progress | completed | incomplete")
     role = serializers.CharField(required=False)
     content = serializers.ListField(child=serializers.DictField(), required=False)
     call_id = serializers.CharField(required=False)

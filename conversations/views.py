@@ -45,6 +45,8 @@ INCLUDE_PARAMETER = OpenApiParameter(
 
 
 def conversation_op(operation_id: str, **kwargs: Any) -> Any:
+    """@extend_schema for these views. The operations OpenAI defines are documented from its
+    spec by conversations.schema, which replaces what is generated from these."""
     responses = {**kwargs.pop("responses", {}), **ERROR_RESPONSES}
     return extend_schema(operation_id=operation_id, tags=["Conversations"], responses=responses, **kwargs)
 
