@@ -57,30 +57,41 @@ def _database_url() -> str:
     )
 
 
+def _gateway_env(serper: FakeSerper) -> dict[str, str]:
+    if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("the multi-worker MCP tests need PostgreSQL (DATABASE_URL)")
+    url = _database_url()  # the test database: django_db_setup has renamed it by now
+    return {
+        "GATEWAY_ENV": "test",
+        "DATABASE_URL": url,
+        "DB_POSTGRESQL_READ1_DSN": url,
+        "DATABASE_READ_FROM_REPLICAS": "false",
+        "REDIS_URL": django_settings.REDIS_URL,
+        "SERPER_API_KEY": serper.api_key,
+        "SERPER_BASE_URL": serper.base_url,
+        "SERPER_SCRAPE_URL": serper.scrape_url,
+        "WEB_FETCH_ALLOW_LOOPBACK": "true",
+        "ALLOWED_CORS_HOSTS": "https://app.example.com",
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,gateway.example.com",
+        "LOG_LEVEL": "WARNING",
+        "MCP_STREAM_KEEPALIVE_SECONDS": "1",
+    }
+
+
 @pytest.fixture(scope="session")
 def mcp_gateway(
     django_db_setup: None, live_serper: FakeSerper, live_site: StaticSite
 ) -> Iterator[GatewayProcess]:
-    if django_settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        pytest.skip("the multi-worker MCP tests need PostgreSQL (DATABASE_URL)")
-    url = _database_url()  # the test database: django_db_setup has renamed it by now
-    gateway = GatewayProcess(
-        {
-            "GATEWAY_ENV": "test",
-            "DATABASE_URL": url,
-            "DB_POSTGRESQL_READ1_DSN": url,
-            "DATABASE_READ_FROM_REPLICAS": "false",
-            "REDIS_URL": django_settings.REDIS_URL,
-            "SERPER_API_KEY": live_serper.api_key,
-            "SERPER_BASE_URL": live_serper.base_url,
-            "SERPER_SCRAPE_URL": live_serper.scrape_url,
-            "WEB_FETCH_ALLOW_LOOPBACK": "true",
-            "ALLOWED_CORS_HOSTS": "https://app.example.com",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost,gateway.example.com",
-            "LOG_LEVEL": "WARNING",
-            "MCP_STREAM_KEEPALIVE_SECONDS": "1",
-        }
-    ).start()
+    """The gateway as deployed: `uvicorn --workers 2` on the test database and Redis."""
+    gateway = GatewayProcess(_gateway_env(live_serper), workers=2).start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def mcp_gateway_replica(django_db_setup: None, live_serper: FakeSerper) -> Iterator[GatewayProcess]:
+    """A second replica sharing the database and Redis, for cross-replica tests."""
+    gateway = GatewayProcess(_gateway_env(live_serper), workers=1).start()
     yield gateway
     gateway.stop()
 

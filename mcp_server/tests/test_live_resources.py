@@ -261,3 +261,54 @@ async def test_stored_responses_are_resources(
     assert markdown.text.startswith(f"# Response {mine}\nModel: fake-model\nStatus: completed\n")
     assert "### assistant\n\nKingfishers dive." in markdown.text
     assert json.loads(document.text)["response"]["id"] == mine
+
+
+async def test_a_session_spans_replicas(
+    mcp_gateway: GatewayProcess,
+    mcp_gateway_replica: GatewayProcess,
+    alice: Caller,
+    alice_conversations: list[Conversation],
+) -> None:
+    """Deterministically across processes: the session is opened on replica A, used and
+    subscribed on replica B, its stream held by A, the item added through B's REST API,
+    and the session ended on B, which closes A's stream."""
+    a, b = mcp_gateway, mcp_gateway_replica
+    uri = f"conversation://{alice_conversations[0].public_id}"
+    auth = {"Authorization": f"Bearer {alice.key}", "Accept": "application/json, text/event-stream"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    async with httpx.AsyncClient(headers=auth, timeout=10) as http:
+        opened = await http.post(f"{a.url}/v1/mcp", json=initialize)
+        session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+        subscribe = {"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": uri}}
+        subscribed = await http.post(f"{b.url}/v1/mcp", json=subscribe, headers=session)
+        assert subscribed.json() == {"jsonrpc": "2.0", "id": 2, "result": {}}
+
+        received = b""
+        stream_headers = {**session, "Accept": "text/event-stream"}
+        async with http.stream("GET", f"{a.url}/v1/mcp", headers=stream_headers) as stream:
+            assert stream.status_code == 200
+            await add_items_via_rest(b, alice, alice_conversations[0], "Seen from replica A?")
+            chunks = stream.aiter_bytes()
+            async with asyncio.timeout(10):
+                while b"notifications/resources/updated" not in received:
+                    received += await anext(chunks)
+            event = next(line for line in received.split(b"\n") if line.startswith(b"data: "))
+            assert json.loads(event[6:]) == {
+                "jsonrpc": "2.0",
+                "method": "notifications/resources/updated",
+                "params": {"uri": uri},
+            }
+            assert (await http.delete(f"{b.url}/v1/mcp", headers=session)).status_code == 200
+            async with asyncio.timeout(8):  # A notices at its next keep-alive (1 s here)
+                async for _ in chunks:
+                    pass
+        assert (await http.post(f"{a.url}/v1/mcp", json=subscribe, headers=session)).status_code == 404
