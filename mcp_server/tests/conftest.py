@@ -96,6 +96,14 @@ def mcp_gateway_replica(django_db_setup: None, live_serper: FakeSerper) -> Itera
     gateway.stop()
 
 
+@pytest.fixture(scope="session")
+def mcp_gateway_daphne(django_db_setup: None, live_serper: FakeSerper) -> Iterator[GatewayProcess]:
+    """The gateway under daphne, which never sends ASGI lifespan events."""
+    gateway = GatewayProcess(_gateway_env(live_serper), server="daphne").start()
+    yield gateway
+    gateway.stop()
+
+
 @pytest.fixture
 def serper_reset(live_serper: FakeSerper) -> Iterator[FakeSerper]:
     yield live_serper

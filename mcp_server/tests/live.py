@@ -1,4 +1,4 @@
-"""The gateway under a real `uvicorn gateway.asgi:application --workers N` subprocess.
+"""The gateway under a real `uvicorn gateway.asgi:application --workers N` (or daphne) subprocess.
 
 It talks to the pytest test database, so it only sees committed rows: tests that use it are
 `django_db(transaction=True)`. Configuration goes in through the environment, as in production.
@@ -21,20 +21,33 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class GatewayProcess:
-    def __init__(self, env: dict[str, str], *, workers: int = 2) -> None:
+    def __init__(self, env: dict[str, str], *, workers: int = 2, server: str = "uvicorn") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, **env}
         self.workers = workers
+        self.server = server
         self.log = tempfile.NamedTemporaryFile(prefix="mcp-gateway-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> GatewayProcess:
-        command = [
-            sys.executable, "-m", "uvicorn", "gateway.asgi:application",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--workers", str(self.workers), "--log-level", "warning",
-        ]  # fmt: skip
+        if self.server == "daphne":  # no ASGI lifespan at all: the MCP runtime starts lazily
+            command = [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "gateway.asgi:application",
+            ]
+        else:
+            command = [
+                sys.executable, "-m", "uvicorn", "gateway.asgi:application",
+                "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(self.workers), "--log-level", "warning",
+            ]  # fmt: skip
         self.proc = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT
         )

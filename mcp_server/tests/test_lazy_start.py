@@ -12,7 +12,9 @@ import pytest
 import uvicorn
 
 from mcp_server.tests.conftest import mcp_client
+from mcp_server.tests.live import GatewayProcess
 from organizations.tests.factories import make_api_key
+from tests.fakes.serper import FakeSerper
 from tests.live_server import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,3 +53,14 @@ async def test_mcp_works_without_lifespan(
         refused = await client.call_tool("fetch_webpage", {"url": "http://127.0.0.1:1/"})
     assert [tool.name for tool in tools] == ["serper_search", "fetch_webpage"]
     assert refused.is_error is True
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_mcp_works_under_daphne(
+    mcp_gateway_daphne: GatewayProcess, serper_reset: FakeSerper, key: str, mode: str
+) -> None:
+    async with mcp_client(mcp_gateway_daphne, key, mode=mode) as client:
+        result = await client.call_tool("serper_search", {"q": "daphne"})
+    assert result.is_error is False
+    assert result.structured_content is not None
+    assert result.structured_content["organic"][0]["title"] == "Result about daphne"
