@@ -47,6 +47,8 @@ class ItemSpec:
     content: list[dict[str, Any]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, Any] | None = None
+    # The id came from the caller (it may already be taken); ours are random and never are.
+    given_id: bool = False
 
 
 def new_item_id(item_type: str) -> str:
@@ -231,6 +233,7 @@ def parse_item(raw: Any, param: str) -> ItemSpec:
     given = item.get("id")
     if isinstance(given, str) and given.startswith(ITEM_PREFIX[kind] + "_") and len(given) <= 64:
         spec.public_id = given
+        spec.given_id = True
     return spec
 
 

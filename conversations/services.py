@@ -41,7 +41,7 @@ def _write_items(
     conversation: Conversation, specs: Sequence[wire.ItemSpec], response_id: str | None
 ) -> list[Item]:
     """Insert validated items in order (one query); the caller holds the transaction."""
-    given = [spec.public_id for spec in specs if spec.public_id]
+    given = [spec.public_id for spec in specs if spec.given_id]
     taken = (
         set(
             Item.objects.filter(conversation_id=conversation.pk, public_id__in=given).values_list(
