@@ -259,3 +259,20 @@ def test_list_endpoints_run_a_constant_number_of_queries(django_assert_num_queri
         assert len(client.get("/v1/conversations?limit=100").json()["data"]) == 4
     assert small <= 2  # the conversation, then its page
     assert convs_small <= 1
+
+
+def test_service_accounts_own_their_conversations(live_gateway: LiveGateway, project_key) -> None:  # type: ignore[no-untyped-def]
+    project = project_key[0].project
+    _, first = make_api_key(project=project, key_type=ApiKey.Type.SERVICE)
+    _, second = make_api_key(project=project, key_type=ApiKey.Type.SERVICE)
+    with _http(live_gateway, first) as client:
+        mine = client.post("/conversations", json={"title": "svc"}).json()
+        assert [c["id"] for c in client.get("/conversations").json()["data"]] == [mine["id"]]
+        assert client.get(f"/conversations/{mine['id']}").status_code == 200
+    for key in (second, project_key[1]):
+        with _http(live_gateway, key) as client:
+            assert client.get(f"/conversations/{mine['id']}").status_code == 404
+            assert client.get("/conversations").json()["data"] == []
+    row = Conversation.objects.get()
+    assert row.creator_user_id is None
+    assert row.creator_service_account_id is not None
