@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from gateway.errors import InvalidRequest
 from inference import crypto, services
 from inference.models import Provider, ProviderModel, UsageRecord
+from inference.reports import usage_summary_by_project
 
 
 class ProviderAdminForm(forms.ModelForm[Provider]):
@@ -106,8 +107,16 @@ class ProviderAdmin(admin.ModelAdmin[Provider]):
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
     list_display = ("created_at", "organization", "project", "model", "total_tokens", "latency_ms", "outcome")
-    list_filter = ("outcome", "stream", "model")
+    list_filter = ("outcome", "stream", "model", "project")
     date_hierarchy = "created_at"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """The list, headed by a per-project summary of the rows its filters select."""
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context is not None and "cl" in context:
+            context["project_summary"] = usage_summary_by_project(context["cl"].queryset)
+        return response
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

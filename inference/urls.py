@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver, path
+from django.urls import URLPattern, URLResolver, path, re_path
 
-from inference import views, views_chat
+from inference import report_views, views, views_chat
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/chat/completions", views_chat.chat_completions, name="chat-completions"),
@@ -11,5 +11,19 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/organization/models/providers", views.ProviderCollection.as_view(), name="providers"),
     path(
         "v1/organization/models/providers/<str:provider_id>", views.ProviderDetail.as_view(), name="provider"
+    ),
+    # Usage reports (inference.report_views); a regex for org ids, like organizations.urls' converter.
+    path(
+        "v1/organization/usage/completions", report_views.UsageCompletions.as_view(), name="usage-completions"
+    ),
+    re_path(
+        r"^v1/organization/(?P<org_id>org_[0-9a-z]+)/usage/completions$",
+        report_views.UsageCompletions.as_view(),
+        name="org-usage-completions",
+    ),
+    re_path(
+        r"^v1/organization/(?P<org_id>org_[0-9a-z]+)/usage$",
+        report_views.UsageCompletions.as_view(),
+        name="org-usage",
     ),
 ]
