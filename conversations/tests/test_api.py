@@ -61,6 +61,9 @@ def test_crud_through_the_sdk(sdk: openai.OpenAI) -> None:
 
 def test_items_create_retrieve_and_delete_returns_the_conversation(sdk: openai.OpenAI) -> None:
     conversation = sdk.conversations.create()
+    empty = sdk.conversations.items.list(conversation.id)
+    assert empty.data == []
+    assert empty.has_more is False
     created = sdk.conversations.items.create(
         conversation.id,
         items=[
