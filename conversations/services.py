@@ -40,7 +40,8 @@ def _announce(conversation: Conversation, rows: list[Item]) -> None:
 def _write_items(
     conversation: Conversation, specs: Sequence[wire.ItemSpec], response_id: str | None
 ) -> list[Item]:
-    """Insert validated items in order (one query); the caller holds the transaction."""
+    """Insert validated items in order (one INSERT) and touch the conversation; the caller
+    holds the transaction."""
     given = [spec.public_id for spec in specs if spec.given_id]
     taken = (
         set(
