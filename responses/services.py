@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.auth import Principal
 from gateway import context
 from gateway.background import run_sync
-from gateway.errors import InvalidRequest
+from gateway.errors import GatewayError, InvalidRequest
 from responses import events, selectors, translate
 from responses.engine import Run, generate
 from responses.models import Response
@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _ACTIVE = (Response.Status.QUEUED, Response.Status.IN_PROGRESS)
+# A finished answer goes into its conversation; a failed or cancelled one does not.
+_APPENDED = (Response.Status.COMPLETED, Response.Status.INCOMPLETE)
+# What a conversation stores (web_search_call items are this response's own business).
+_CONVERSATION_ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning")
 
 
 def _principal_dict(principal: Principal) -> dict[str, Any]:
@@ -109,6 +113,26 @@ def _enqueue(row: Response) -> None:
     tasks.response_generate.delay(row.pk)
 
 
+def _conversation_append(row: Response) -> None:
+    """Append this response's input and output items to its conversation, in order."""
+    from conversations import selectors as conversation_selectors
+    from conversations import services as conversation_services
+
+    items = [i for i in row.input_items + row.output if i["type"] in _CONVERSATION_ITEM_TYPES]
+    try:
+        conversation = conversation_selectors.conversation_get(
+            Principal(**row.principal), row.conversation_public_id
+        )
+        conversation_services.items_create(conversation=conversation, items=items, response_id=row.public_id)
+    except GatewayError as err:
+        # The response itself is done and stored; a conversation deleted meanwhile (or an item
+        # it refuses) must not turn it into a failure.
+        logger.warning(
+            "response items not added to the conversation",
+            extra={"response_id": row.public_id, "error": err.message},
+        )
+
+
 def response_finish(*, row: Response) -> Response:
     """Store the run's outcome. A response cancelled meanwhile stays cancelled (its output is kept)."""
     if row.pk is None:
@@ -121,6 +145,8 @@ def response_finish(*, row: Response) -> Response:
         "completed_at": row.completed_at,
     }
     updated = Response.objects.filter(pk=row.pk, status__in=_ACTIVE).update(status=row.status, **fields)
+    if updated and row.conversation_public_id and row.status in _APPENDED:
+        _conversation_append(row)
     if not updated:
         Response.objects.filter(pk=row.pk).update(output=row.output, usage=row.usage)
         row.status = Response.objects.filter(pk=row.pk).values_list("status", flat=True).first() or row.status
