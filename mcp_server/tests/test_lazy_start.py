@@ -64,3 +64,25 @@ async def test_mcp_works_under_daphne(
     assert result.is_error is False
     assert result.structured_content is not None
     assert result.structured_content["organic"][0]["title"] == "Result about daphne"
+
+
+async def test_requests_are_logged_with_the_caller_and_the_mcp_call(
+    gateway_without_lifespan: SimpleNamespace, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gateway.background import run_sync
+
+    row, raw = await run_sync(make_api_key)
+    caplog.set_level("INFO", logger="gateway.access")
+    async with mcp_client(gateway_without_lifespan, raw, mode="legacy") as client:
+        await client.call_tool("fetch_webpage", {"url": "ftp://example.com/"})
+    lines = [
+        r
+        for r in caplog.records
+        if r.name == "gateway.access" and getattr(r, "mcp_method", None) == "tools/call"
+    ]
+    assert len(lines) == 1
+    line = lines[0]
+    assert (line.mcp_name, line.status, line.path) == ("fetch_webpage", 200, "/v1/mcp")  # type: ignore[attr-defined]
+    assert line.api_key_id == row.public_id  # type: ignore[attr-defined]
+    assert line.project_id == row.project.public_id  # type: ignore[attr-defined]
+    assert line.request_id  # type: ignore[attr-defined]

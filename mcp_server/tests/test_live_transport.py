@@ -290,3 +290,15 @@ def test_other_methods_are_not_allowed(mcp_gateway: GatewayProcess, key: str) ->
     response = httpx.put(f"{mcp_gateway.url}/v1/mcp", headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert response.status_code == 405
     assert response.json()["error"]["message"] == "Method PUT is not allowed on /v1/mcp."
+
+
+def test_the_seeds_prompts_call_is_prompts_get(mcp_gateway: GatewayProcess, key: str) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "prompts/call",
+        "params": {"name": "web_research", "arguments": {"topic": "tides"}},
+    }
+    response = post(mcp_gateway, call, key=key)
+    assert response.status_code == 200
+    assert response.json()["result"]["description"] == "Web research: tides"
