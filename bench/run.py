@@ -533,6 +533,11 @@ def gateway_env(upstream_url: str, fresh_database: bool) -> dict[str, str]:
     env.setdefault("GATEWAY_ENV", "dev")
     env.setdefault("LOG_LEVEL", "INFO")  # production logging: one JSON access line per request
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # Metrics on, shared across the workers through files, as `make run` has them.
+    env.setdefault("METRICS_ENABLED", "true")
+    if "PROMETHEUS_MULTIPROC_DIR" not in env:
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bench-prometheus-")
+        TEMP_DIRS.append(env["PROMETHEUS_MULTIPROC_DIR"])
     has_database = env.get("DATABASE_URL") or env.get("DB_POSTGRESQL_WRITE_DSN")
     if fresh_database and not has_database:
         # Embedded SQLite: a throwaway database, so the run neither needs nor touches .data/.
