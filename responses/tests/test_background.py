@@ -69,8 +69,9 @@ def test_cancel_stops_the_run_on_whichever_worker_within_a_second(
     second = sdk.responses.create(model="fake-model", input="Long two", background=True)
     # Both in progress at once: with solo pools that means two worker processes run them.
     _wait(lambda: _status(sdk, first.id) == "in_progress" and _status(sdk, second.id) == "in_progress")
-    streaming = [r for r in upstream.requests if r["path"] == "/v1/chat/completions"]
-    assert len(streaming) == 2
+    assert upstream.wait_for(
+        lambda: sum(1 for r in upstream.requests if r["path"] == "/v1/chat/completions") == 2
+    )
     time.sleep(0.2)
     cancelled_at = time.monotonic()
     cancelled = sdk.responses.cancel(first.id)
