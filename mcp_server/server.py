@@ -12,6 +12,7 @@ authenticating the request; a request never reaches a handler without one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,12 +25,13 @@ from django.conf import settings
 from mcp.server.caching import CACHEABLE_METHODS, CacheHint
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from accounts.auth import Principal
+from accounts.auth import AsgiHeaders, Principal, aprincipal_from_headers
 from gateway.background import fire_and_forget, run_sync
-from gateway.errors import NotFound
+from gateway.errors import GatewayError, NotFound
 from mcp_server import resources, services
 from mcp_server.sessions import hub, session_store
 from mcp_server.web import WebToolResult, fetch_webpage, serper_search
@@ -479,7 +481,25 @@ async def listen(ctx: Ctx, params: types.SubscriptionsListenRequestParams) -> ty
     principal = principal_of(ctx)
     for uri in params.notifications.resource_subscriptions or ():
         await _readable(principal, str(uri))
-    return await hub().listen(ctx, params)
+    # One handler per stream, so this stream alone can be closed (gracefully: the client gets
+    # the final result) when its credential stops working.
+    handler = ListenHandler(hub().bus)
+    watcher = asyncio.create_task(_close_when_revoked(ctx, handler))
+    try:
+        return await handler(ctx, params)
+    finally:
+        watcher.cancel()
+
+
+async def _close_when_revoked(ctx: Ctx, handler: ListenHandler) -> None:
+    headers = AsgiHeaders(ctx.request.scope.get("headers", []) if ctx.request is not None else [])
+    while True:
+        await asyncio.sleep(settings.MCP_STREAM_KEEPALIVE_SECONDS)
+        try:
+            await aprincipal_from_headers(headers)
+        except GatewayError:
+            handler.close()
+            return
 
 
 # --- The server -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import orjson
 import redis.asyncio as aredis
 from django.conf import settings
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 
 from gateway.redis import async_client, sync_client
 
@@ -161,9 +161,8 @@ class Hub:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        # 2026-07-28 subscriptions/listen streams hear updates from this bus (filtered by URI).
         self.bus = InMemorySubscriptionBus()
-        # Serves 2026-07-28 subscriptions/listen streams from the bus (filtering by URI).
-        self.listen = ListenHandler(self.bus)
         self._streams: dict[str, set[asyncio.Queue[bytes | None]]] = {}
         self._listener: asyncio.Task[None] | None = None
 
