@@ -318,9 +318,11 @@ async def test_modern_listen_ends_when_the_key_is_disabled(mcp_gateway: GatewayP
     from organizations.services import api_key_set_enabled
 
     row, raw = await run_sync(make_api_key)
-    async with mcp_client(mcp_gateway, raw) as client:
-        async with client.listen(resources_list_changed=True) as subscription:
-            await run_sync(api_key_set_enabled, key=row, enabled=False)
-            async with asyncio.timeout(8):  # checked at every keep-alive (1 s here)
-                events = [event async for event in subscription]
+    async with (
+        mcp_client(mcp_gateway, raw) as client,
+        client.listen(resources_list_changed=True) as subscription,
+    ):
+        await run_sync(api_key_set_enabled, key=row, enabled=False)
+        async with asyncio.timeout(8):  # checked at every keep-alive (1 s here)
+            events = [event async for event in subscription]
     assert events == []  # closed gracefully by the server, nothing delivered
