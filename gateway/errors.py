@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -115,6 +116,10 @@ def from_exception(exc: BaseException) -> GatewayError | None:
     """Map anything an API call can raise onto our vocabulary; None means "a bug"."""
     if isinstance(exc, GatewayError):
         return exc
+    if isinstance(exc, RequestDataTooBig):  # over DATA_UPLOAD_MAX_MEMORY_SIZE
+        too_large = InvalidRequest("The request body is too large.", code="request_too_large")
+        too_large.status = 413
+        return too_large
     if isinstance(exc, drf.ValidationError):
         param, message = _first_problem(exc.detail)
         return InvalidRequest(message, param=param)
@@ -179,7 +184,8 @@ def sse_error(err: GatewayError) -> bytes:
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return json_error(InvalidRequest("Bad request."))
+    mapped = from_exception(exception) if exception is not None else None
+    return json_error(mapped or InvalidRequest("Bad request."))
 
 
 def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -84,3 +86,19 @@ def test_sse_error_is_a_data_event_with_the_envelope() -> None:
             "code": "upstream_error",
         }
     }
+
+
+@pytest.mark.django_db
+def test_a_body_over_the_upload_limit_is_413_in_the_envelope(settings: Any) -> None:
+    from organizations.tests.factories import make_api_key
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    _, raw = make_api_key(key_type="admin")
+    response = Client().post(
+        "/v1/organization/projects",
+        data='{"name": "' + "x" * 5000 + '"}',
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
