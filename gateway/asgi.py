@@ -100,4 +100,8 @@ def build_application() -> GatewayRouter:
     return GatewayRouter(default=django_app, mounts=mounts, lifespans=lifespans)
 
 
-application = build_application()
+application: ASGIApp = build_application()
+if settings.PROFILING_ENABLED:  # ?profile=1 for owners and operators; not installed at all when off
+    from gateway.profiling import OnDemandProfiler
+
+    application = OnDemandProfiler(application)

@@ -537,7 +537,10 @@ PYROSCOPE_SERVER_ADDRESS = env.str("PYROSCOPE_SERVER_ADDRESS", default="")
 PYROSCOPE_APPLICATION_NAME = env.str("PYROSCOPE_APPLICATION_NAME", default="jan-gateway")
 PYROSCOPE_AUTH_TOKEN = env.str("PYROSCOPE_AUTH_TOKEN", default="")
 PYROSCOPE_SAMPLE_RATE = env.int("PYROSCOPE_SAMPLE_RATE", default=100)
+PYROSCOPE_UPLOAD_INTERVAL_SECONDS = env.int("PYROSCOPE_UPLOAD_INTERVAL_SECONDS", default=10)
+ASGI_LIFESPAN.append("gateway.profiling.lifespan")
 # On-demand profile of one request (`?profile=1`) for organization owners and staff; off by default.
 PROFILING_ENABLED = env.bool("PROFILING_ENABLED", default=False)
+PROFILING_AUTHORIZER = "accounts.operators.may_profile"
 # A concurrent-stream slot whose worker died is given back after this long.
 RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", default=900)
