@@ -278,6 +278,8 @@ MCP_RESOURCE_LIST_LIMIT = env.int("MCP_RESOURCE_LIST_LIMIT", default=20)
 MCP_MAX_REQUEST_BYTES = env.int("MCP_MAX_REQUEST_BYTES", default=4 * 1024 * 1024)
 # Open event streams send a keep-alive this often, and re-check their session and key then.
 MCP_STREAM_KEEPALIVE_SECONDS = env.float("MCP_STREAM_KEEPALIVE_SECONDS", default=15.0)
+# Event streams (GET streams and subscriptions/listen) one worker holds at most (503 beyond).
+MCP_MAX_STREAMS = env.int("MCP_MAX_STREAMS", default=1000)
 
 # --- E-mail (invites) ----------------------------------------------------------------
 SMTP_HOST = env.str("SMTP_HOST", default="")

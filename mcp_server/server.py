@@ -33,7 +33,7 @@ from accounts.auth import AsgiHeaders, Principal, aprincipal_from_headers
 from gateway.background import fire_and_forget, run_sync
 from gateway.errors import GatewayError, NotFound
 from mcp_server import resources, services
-from mcp_server.sessions import hub, session_store
+from mcp_server.sessions import StreamLimitReached, hub, session_store
 from mcp_server.web import WebToolResult, fetch_webpage, serper_search
 
 logger = logging.getLogger(__name__)
@@ -483,12 +483,18 @@ async def listen(ctx: Ctx, params: types.SubscriptionsListenRequestParams) -> ty
         await _readable(principal, str(uri))
     # One handler per stream, so this stream alone can be closed (gracefully: the client gets
     # the final result) when its credential stops working.
-    handler = ListenHandler(hub().bus)
+    current = hub()
+    try:
+        current.take_slot()
+    except StreamLimitReached:
+        raise MCPError(types.INTERNAL_ERROR, "Subscription limit reached; retry later") from None
+    handler = ListenHandler(current.bus)
     watcher = asyncio.create_task(_close_when_revoked(ctx, handler))
     try:
         return await handler(ctx, params)
     finally:
         watcher.cancel()
+        current.give_slot()
 
 
 async def _close_when_revoked(ctx: Ctx, handler: ListenHandler) -> None:

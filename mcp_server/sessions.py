@@ -155,6 +155,10 @@ def resource_updated_message(uri: str) -> bytes:
     )
 
 
+class StreamLimitReached(Exception):
+    """This worker holds MCP_MAX_STREAMS open event streams already."""
+
+
 class Hub:
     """One per worker process and event loop: the streams this worker holds, and the listener
     that feeds them from the Redis channel."""
@@ -165,18 +169,32 @@ class Hub:
         self.bus = InMemorySubscriptionBus()
         self._streams: dict[str, set[asyncio.Queue[bytes | None]]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._slots = 0
 
     # --- legacy GET streams -------------------------------------------------------------
 
+    # --- stream slots (both eras): long-lived, so each worker caps how many it holds -------
+
+    def take_slot(self) -> None:
+        if self._slots >= settings.MCP_MAX_STREAMS:
+            raise StreamLimitReached
+        self._slots += 1
+
+    def give_slot(self) -> None:
+        self._slots = max(0, self._slots - 1)
+
     def open_stream(self, session_id: str) -> asyncio.Queue[bytes | None]:
+        """Raises StreamLimitReached when this worker already holds MCP_MAX_STREAMS streams."""
+        self.take_slot()
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
         self._streams.setdefault(session_id, set()).add(queue)
         return queue
 
     def close_stream(self, session_id: str, queue: asyncio.Queue[bytes | None]) -> None:
         queues = self._streams.get(session_id)
-        if queues is not None:
+        if queues is not None and queue in queues:
             queues.discard(queue)
+            self.give_slot()
             if not queues:
                 del self._streams[session_id]
 

@@ -411,7 +411,11 @@ class McpApp:
             await _send_jsonrpc_error(send, 400, "Bad Request: Missing session ID")
             return
         hub = sessions.hub()
-        queue = hub.open_stream(session_id)
+        try:
+            queue = hub.open_stream(session_id)
+        except sessions.StreamLimitReached:
+            await _send_jsonrpc_error(send, 503, "Too many open streams; retry later", -32603)
+            return
         disconnected = asyncio.Event()
 
         async def watch_disconnect() -> None:

@@ -100,3 +100,21 @@ async def test_publish_reaches_this_workers_streams(store_kind: str) -> None:
         async with asyncio.timeout(5):
             assert await queue.get() == sessions.resource_updated_message(URI)
     await store.delete(session)
+
+
+async def test_each_worker_caps_its_open_streams(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.MCP_MAX_STREAMS = 2
+    async with sessions.hub_running() as hub:
+        first = hub.open_stream("s1")
+        hub.take_slot()  # a subscriptions/listen stream counts too
+        with pytest.raises(sessions.StreamLimitReached):
+            hub.open_stream("s2")
+        hub.close_stream("s1", first)
+        hub.close_stream("s1", first)  # closing twice gives back one slot only
+        second = hub.open_stream("s2")
+        with pytest.raises(sessions.StreamLimitReached):
+            hub.take_slot()
+        hub.give_slot()
+        hub.close_stream("s2", second)
+        hub.open_stream("s3")
+        hub.take_slot()
