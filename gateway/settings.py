@@ -507,6 +507,10 @@ RESPONSES_STREAM_IDLE_CHECK_SECONDS = env.float("RESPONSES_STREAM_IDLE_CHECK_SEC
 RESPONSES_WEB_SEARCH_MAX_ROUNDS = env.int("RESPONSES_WEB_SEARCH_MAX_ROUNDS", default=4)
 RESPONSES_WEB_SEARCH_MAX_CALLS = env.int("RESPONSES_WEB_SEARCH_MAX_CALLS", default=8)
 RESPONSES_WEB_SEARCH_RESULTS = env.int("RESPONSES_WEB_SEARCH_RESULTS", default=5)
+SCHEMA_EXTERNAL_OPERATIONS.append("responses.schema.OPERATIONS")
+# A background run whose worker died stays in_progress; past the task's hard time limit it
+# cannot still be running, so the sweep marks it failed.
+CELERY_BEAT_SCHEDULE["responses-sweep"] = {"task": "responses.tasks.responses_sweep", "schedule": 60.0}
 
 # --- Conversations -----------------------------------------------------------------------
 # Longest text part an item may hold (OpenAI's input string limit).

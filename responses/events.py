@@ -271,3 +271,11 @@ def cancel_signal_sync(response_id: str) -> None:
     redis = sync_client()
     if redis is not None:
         redis.set(cancel_key(response_id), b"1", ex=settings.RESPONSES_EVENTS_TTL_SECONDS)
+
+
+def log_end_sync(response_id: str) -> None:
+    from gateway.redis import sync_client
+
+    redis = sync_client()
+    if redis is not None and redis.exists(events_key(response_id)):
+        redis.xadd(events_key(response_id), {_END: b"1"})

@@ -51,6 +51,7 @@ class Response(models.Model):
     principal = models.JSONField(default=dict)
     request_id = models.CharField(max_length=128, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)  # when a worker claimed it
     completed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
 

@@ -11,8 +11,10 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -201,7 +203,7 @@ def response_delete(*, principal: Principal, response_id: str) -> str:
 
 def _claim(response_pk: int) -> Response | None:
     claimed = Response.objects.filter(pk=response_pk, status=Response.Status.QUEUED).update(
-        status=Response.Status.IN_PROGRESS
+        status=Response.Status.IN_PROGRESS, started_at=timezone.now()
     )
     if claimed != 1:
         return None
@@ -300,6 +302,28 @@ def response_run_background(*, response_pk: int) -> None:
         _run_coroutine(run_background(row))
     finally:
         context.end(token)
+
+
+def responses_sweep() -> int:
+    """Fail background runs stranded by a dead worker; returns how many.
+
+    A run claimed longer ago than the task's hard time limit cannot still be running (Celery
+    kills it there), so it is marked failed. The conditional UPDATE makes a second sweep a no-op.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    stranded = list(
+        Response.objects.filter(
+            background=True, status=Response.Status.IN_PROGRESS, started_at__lt=cutoff
+        ).values_list("pk", "public_id")
+    )
+    failed = 0
+    for pk, public_id in stranded:
+        failed += Response.objects.filter(pk=pk, status=Response.Status.IN_PROGRESS).update(
+            status=Response.Status.FAILED,
+            error={"code": "server_error", "message": "The worker running this response stopped."},
+        )
+        events.log_end_sync(public_id)
+    return failed
 
 
 def response_get_for_stream(*, principal: Principal, response_id: str) -> Response:

@@ -13,3 +13,11 @@ def response_generate(response_pk: int) -> None:
     from responses import services
 
     services.response_run_background(response_pk=response_pk)
+
+
+@shared_task(ignore_result=True)
+def responses_sweep() -> None:
+    """Beat, every minute: fail background responses whose worker died mid-run (see the service)."""
+    from responses import services
+
+    services.responses_sweep()

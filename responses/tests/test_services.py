@@ -96,3 +96,24 @@ def test_synthesized_events_of_a_stored_response(
     assert full[0]["response"]["status"] == "queued"
     assert full[-1]["type"] == "response.completed"
     assert full[-1]["response"] == selectors.response_object(row)
+
+
+def test_sweep_fails_runs_stranded_by_a_dead_worker(provider: Provider, project_key, settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    principal = _principal(project_key[1])
+    stranded, running = _queued(principal), _queued(principal)
+    long_ago = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 120)
+    Response.objects.filter(pk=stranded.pk).update(status=Response.Status.IN_PROGRESS, started_at=long_ago)
+    Response.objects.filter(pk=running.pk).update(
+        status=Response.Status.IN_PROGRESS, started_at=timezone.now()
+    )
+    assert services.responses_sweep() == 1
+    assert services.responses_sweep() == 0
+    stranded.refresh_from_db()
+    running.refresh_from_db()
+    assert stranded.status == Response.Status.FAILED
+    assert stranded.error == {"code": "server_error", "message": "The worker running this response stopped."}
+    assert running.status == Response.Status.IN_PROGRESS
