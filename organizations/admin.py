@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest
 
 from organizations import services
@@ -13,8 +16,14 @@ from organizations.models import (
     OrganizationMember,
     Project,
     ProjectMember,
+    ProjectRateLimit,
     ServiceAccount,
 )
+from organizations.services.rate_limits import LIMIT_FIELDS
+
+
+def _admin_actor(request: HttpRequest) -> services.Actor:
+    return services.Actor(type="user", id=getattr(request.user, "public_id", ""))
 
 
 class OrganizationMemberInline(admin.TabularInline[OrganizationMember, Organization]):
@@ -69,13 +78,45 @@ class ProjectMemberInline(admin.TabularInline[ProjectMember, Project]):
     autocomplete_fields = ("user",)
 
 
+class ProjectRateLimitInline(admin.TabularInline[ProjectRateLimit, Project]):
+    """A project's limits per model ("*": all models together); 0 is no limit. Saved through the
+    services (ProjectAdmin.save_formset), so the change is audited and reaches every worker."""
+
+    model = ProjectRateLimit
+    extra = 0
+    fields = ("model", *LIMIT_FIELDS)
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin[Project]):
     list_display = ("name", "public_id", "organization", "status", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "public_id", "organization__name")
     readonly_fields = ("public_id", "created_at")
-    inlines = [ProjectMemberInline]
+    inlines = [ProjectMemberInline, ProjectRateLimitInline]
+
+    def save_formset(
+        self,
+        request: HttpRequest,
+        form: ModelForm[Any],
+        formset: BaseInlineFormSet[Any, Any, Any],
+        change: bool,
+    ) -> None:
+        if formset.model is not ProjectRateLimit:
+            super().save_formset(request, form, formset, change)
+            return
+        actor, project = _admin_actor(request), form.instance
+        formset.save(commit=False)
+        for row in formset.deleted_objects:
+            services.project_rate_limit_delete(rate_limit=row, actor=actor)
+        for row, changed in formset.changed_objects:
+            if "model" in changed:  # renamed: the old model loses its limits
+                services.project_rate_limit_delete(
+                    rate_limit=ProjectRateLimit.objects.get(pk=row.pk), actor=actor
+                )
+        for row in [*formset.new_objects, *(row for row, _ in formset.changed_objects)]:
+            limits = {name: getattr(row, name) for name in LIMIT_FIELDS}
+            services.project_rate_limit_set(project=project, model=row.model, actor=actor, **limits)
 
 
 @admin.register(ServiceAccount)
@@ -119,9 +160,15 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         "last_used_at",
         "created_at",
         "deleted_at",
+        *LIMIT_FIELDS,
     )
-    readonly_fields = fields
+    readonly_fields = tuple(name for name in fields if name not in LIMIT_FIELDS)  # only limits change here
     actions = ["revoke", "disable", "enable"]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: ModelForm[ApiKey], change: bool) -> None:
+        """Limits go through the service: audited, and every worker's cache drops the key."""
+        limits = {name: form.cleaned_data[name] for name in LIMIT_FIELDS if name in form.cleaned_data}
+        services.api_key_limits_set(key=ApiKey.objects.get(pk=obj.pk), actor=_admin_actor(request), **limits)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # a key's value can only be shown once, by the API or createadminkey

@@ -394,3 +394,58 @@ def test_limit_holds_across_two_processes(tmp_path: Path) -> None:
         assert process.returncode == 0, err
         admitted.append(json.loads(out.strip().splitlines()[-1])["admitted"])
     assert sum(admitted) == limit  # 24 attempts at once from two processes, exactly 10 admitted
+
+
+# --- Django admin ---------------------------------------------------------------------------------
+
+
+def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, Any]:
+    return {
+        f"{prefix}-TOTAL_FORMS": total,
+        f"{prefix}-INITIAL_FORMS": initial,
+        f"{prefix}-MIN_NUM_FORMS": 0,
+        f"{prefix}-MAX_NUM_FORMS": 1000,
+    }
+
+
+def test_django_admin_sets_limits_through_the_services(admin_user: Any) -> None:
+    client = Client()
+    client.force_login(admin_user)
+    project = make_project()
+    key, _ = make_api_key(project=project)
+    page = f"/admin/organizations/project/{project.pk}/change/"
+    assert client.get(page).status_code == 200
+    posted = client.post(
+        page,
+        {
+            "organization": project.organization_id,
+            "name": project.name,
+            "status": "active",
+            **_inline_management("members", 0),
+            **_inline_management("rate_limits", 1),
+            "rate_limits-0-model": "fake-model",
+            "rate_limits-0-max_requests_per_1_minute": 4,
+            "rate_limits-0-max_tokens_per_1_minute": 0,
+            "rate_limits-0-max_concurrent_streams": 1,
+            "rate_limits-0-project": project.pk,
+        },
+    )
+    assert posted.status_code == 302, posted.content.decode()[-3000:]
+    limit = ProjectRateLimit.objects.get(project=project)
+    assert (limit.model, limit.max_requests_per_1_minute, limit.max_concurrent_streams) == (
+        "fake-model",
+        4,
+        1,
+    )
+    assert AuditLogEntry.objects.filter(action="rate_limit.created", project_id=project.public_id).exists()
+
+    key_page = f"/admin/organizations/apikey/{key.pk}/change/"
+    assert client.get(key_page).status_code == 200
+    changed = client.post(
+        key_page,
+        {"max_requests_per_1_minute": 9, "max_tokens_per_1_minute": 500, "max_concurrent_streams": 0},
+    )
+    assert changed.status_code == 302, changed.content.decode()[-3000:]
+    key.refresh_from_db()
+    assert (key.max_requests_per_1_minute, key.max_tokens_per_1_minute) == (9, 500)
+    assert AuditLogEntry.objects.filter(action="api_key.updated", target_id=key.public_id).exists()
