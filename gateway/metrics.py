@@ -24,12 +24,13 @@ import contextlib
 import hmac
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 from prometheus_client import (
@@ -42,7 +43,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway import errors
@@ -192,14 +193,45 @@ def _scrape_registry() -> CollectorRegistry:
     return registry
 
 
-def render() -> bytes:
-    """The exposition text: every worker's samples, then the scrape-time collectors."""
+def _samples_registry() -> CollectorRegistry:
     if MULTIPROCESS:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    else:
-        registry = REGISTRY
-    return generate_latest(registry) + generate_latest(_scrape_registry())
+        return registry
+    return REGISTRY
+
+
+def render() -> bytes:
+    """The exposition text: every worker's samples, then the scrape-time collectors."""
+    return generate_latest(_samples_registry()) + generate_latest(_scrape_registry())
+
+
+class _PortRegistry(CollectorRegistry):
+    """Everything /metrics shows, for the METRICS_PORT exporter thread. That thread lives outside
+    Django's request cycle, so it hands back the database connection a collector took."""
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from _samples_registry().collect()
+            yield from _scrape_registry().collect()
+        finally:
+            connections.close_all()
+
+
+def _serve_on_port() -> Any:
+    """METRICS_PORT: one worker per machine serves the metrics there, the first to bind the port."""
+    if not settings.METRICS_PORT:
+        return None
+    from prometheus_client import start_http_server
+
+    try:
+        server, _ = start_http_server(
+            settings.METRICS_PORT, addr=settings.METRICS_ADDR, registry=_PortRegistry()
+        )
+    except OSError:  # another worker got there first; it serves every worker's samples
+        return None
+    logger.info("metrics served on their own port", extra={"port": settings.METRICS_PORT})
+    return server
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
@@ -227,8 +259,13 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 @contextlib.asynccontextmanager
 async def lifespan() -> AsyncIterator[None]:
-    """Web worker lifetime: when it exits, its live gauges (streams in flight) stop counting."""
+    """Web worker lifetime: the METRICS_PORT exporter, if this worker got the port; when the
+    worker exits, its live gauges (streams in flight) stop counting."""
+    server = _serve_on_port()
     yield
+    if server is not None:
+        server.shutdown()
+        server.server_close()
     if MULTIPROCESS:
         with contextlib.suppress(Exception):
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

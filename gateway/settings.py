@@ -530,6 +530,9 @@ ACCOUNT_SIGNUP_FIELDS = ["email*"]
 # /metrics: on by default in dev only; METRICS_TOKEN, when set, is required as a bearer token.
 METRICS_ENABLED = env.bool("METRICS_ENABLED", default=IS_DEV)
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Also (or instead) serve the metrics on their own port, without a token: keep it internal.
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+METRICS_ADDR = env.str("METRICS_ADDR", default="127.0.0.1")
 # Several workers share their samples through files here (gateway.metrics). prometheus_client reads
 # the variable itself at import, so it must come from the environment; `make run` sets and empties it.
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway import metrics
 from gateway.redis import sync_client
 from gateway.tests.multiworker import UvicornWorkers
+from tests.live_server import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -141,6 +142,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[UvicornWorkers, Path]]:
             "PROMETHEUS_MULTIPROC_DIR": str(directory),
             "METRICS_ENABLED": "true",
             "METRICS_TOKEN": "two-worker-token",
+            "METRICS_PORT": str(free_port()),
         },
     )
     server.start(ready=directory)
@@ -173,3 +175,8 @@ def test_two_workers_share_their_counts(two_workers: tuple[UvicornWorkers, Path]
         )
         assert count == sent
     assert value(text, "gateway_streams_in_flight") == 0
+    # the same totals on the separate metrics port, which one of the two workers serves
+    port = server.env["METRICS_PORT"]
+    separate = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert value(separate, "http_server_request_duration_seconds_count", http_route="/v1/version") == sent
+    assert value(separate, "gateway_celery_queue_depth") is not None  # scrape-time collectors too
