@@ -14,10 +14,12 @@ at check time and a private one at connect time (DNS rebinding) never gets throu
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import re
 import socket
+import ssl
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -332,13 +334,20 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """Loading the CA bundle costs milliseconds; one context serves every fetch."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class _GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, *, allow_loopback: bool) -> None:
-        super().__init__(retries=0, trust_env=False)
+        super().__init__(verify=_ssl_context(), retries=0, trust_env=False)
         # httpx's transport takes no network backend; its pool is swapped for one that dials
-        # through the guard. httpx/httpcore are pinned and tests/test_web_fetch covers this seam.
+        # through the guard. httpx/httpcore are pinned and mcp_server/tests/test_web.py covers
+        # this seam (a name resolving to loopback is refused where it is dialled).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=_ssl_context(),
             max_connections=10,
             retries=0,
             network_backend=_GuardedBackend(allow_loopback=allow_loopback),
