@@ -37,7 +37,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from accounts.auth import AsgiHeaders, Principal, aprincipal_from_headers
-from gateway import context
+from gateway import context, metrics
 from gateway.asgi import Message, Mount, Receive, Scope, Send
 from gateway.errors import (
     Forbidden,
@@ -258,6 +258,9 @@ class McpApp:
                 await _send_error(send_with_id, ServerError("The server had an error."))
         finally:
             state = context.current() or {}
+            elapsed = time.perf_counter() - started
+            route = scope["path"].rstrip("/") if scope["path"].rstrip("/") in PATHS else "unmatched"
+            metrics.request_observed(route, scope.get("method", ""), status, elapsed)
             access_log.info(
                 "request",
                 extra={
@@ -265,7 +268,7 @@ class McpApp:
                     "method": scope.get("method"),
                     "path": scope.get("path"),
                     "status": status,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "latency_ms": round(elapsed * 1000, 2),
                     "client_ip": (scope.get("client") or [None])[0],
                     **state.get("log", {}),
                 },

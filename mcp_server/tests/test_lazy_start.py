@@ -86,3 +86,19 @@ async def test_requests_are_logged_with_the_caller_and_the_mcp_call(
     assert line.api_key_id == row.public_id  # type: ignore[attr-defined]
     assert line.project_id == row.project.public_id  # type: ignore[attr-defined]
     assert line.request_id  # type: ignore[attr-defined]
+
+
+async def test_requests_are_counted_in_the_metrics(
+    gateway_without_lifespan: SimpleNamespace, key: str
+) -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {"http_route": "/v1/conv/mcp", "http_request_method": "POST", "http_response_status_code": "200"}
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("http_server_request_duration_seconds_count", labels) or 0.0
+
+    before = count()
+    async with mcp_client(gateway_without_lifespan, key, mode="legacy", path="/v1/conv/mcp") as client:
+        await client.list_tools()
+    assert count() - before >= 2  # initialize and tools/list at least
