@@ -1,5 +1,6 @@
 """Servers without ASGI lifespan (daphne, `uvicorn --lifespan off`): the MCP runtime starts on
-the first request instead of failing with "Task group is not initialized"."""
+the first request instead of failing with "Task group is not initialized". The in-process
+server also lets these tests read what the worker records: its access log and its metrics."""
 
 from __future__ import annotations
 
