@@ -85,6 +85,18 @@ async def log_exists(response_id: str) -> bool:
     return redis is not None and bool(await redis.exists(events_key(response_id)))
 
 
+async def _log_finished(key: str) -> bool:
+    redis = async_client()
+    if redis is None:
+        return True
+    last: Any = await redis.xrevrange(key, count=1)
+    if not last:
+        return False
+    fields: dict[bytes, bytes] = last[0][1]
+    event = _decode(fields)
+    return event is None or event["type"] in TERMINAL_EVENTS
+
+
 def _entries(reply: Any) -> list[tuple[Any, dict[bytes, bytes]]]:
     """XREAD's reply: a list of [key, entries] (RESP2) or a {key: entries} map (RESP3)."""
     if not reply:
@@ -119,6 +131,8 @@ async def log_follow(
         entries: Any = await redis.xread({key: last_id}, block=1000, count=500)
         batch: list[tuple[Any, dict[bytes, bytes]]] = _entries(entries)
         if not batch:
+            if await _log_finished(key):
+                return  # nothing after `after` and the run is over (a resume past the end)
             if time.monotonic() - idle_since > settings.RESPONSES_STREAM_IDLE_CHECK_SECONDS:
                 idle_since = time.monotonic()
                 if await is_finished():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from accounts.auth import Principal
@@ -68,7 +69,8 @@ def response_object(response: Response) -> dict[str, Any]:
         "max_output_tokens": params.get("max_output_tokens"),
         "max_tool_calls": params.get("max_tool_calls"),
         "model": response.model,
-        "output": response.output,
+        # a copy: a running engine keeps changing the row's items after this object is sent
+        "output": copy.deepcopy(response.output),
         "parallel_tool_calls": params.get("parallel_tool_calls", True),
         "previous_response_id": response.previous_response_public_id or None,
         "reasoning": params.get("reasoning") or {"effort": None, "summary": None},

@@ -145,9 +145,15 @@ async def response_create(request: HttpRequest) -> HttpResponseBase:
     run = Run(row=row, request=create, principal=principal, context_items=items)
     if create.stream:
         return _sse(_live(run))
-    async for event in generate(run):
-        if event["type"] in events.TERMINAL_EVENTS:
-            await run_sync(services.response_finish, row=row)
+    try:
+        async for event in generate(run):
+            if event["type"] in events.TERMINAL_EVENTS:
+                await run_sync(services.response_finish, row=row)
+    except asyncio.CancelledError:
+        # The client went away before the answer: the upstream is closed, the row must not
+        # stay in_progress forever.
+        fire_and_forget(services.response_abandon, row=row)
+        raise
     return _json(selectors.response_object(row))
 
 

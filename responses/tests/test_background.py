@@ -146,6 +146,17 @@ def test_background_stream_resumes_without_gap_or_repeat(
     # Replaying from the middle through the SDK (strict types) gives the same tail.
     replay = list(sdk.responses.retrieve(response_id, stream=True, starting_after=last + 5))
     assert [e.sequence_number for e in replay] == [e["sequence_number"] for e in events[last + 6 :]]
+    # Resuming after the last event of a finished run ends at once, with nothing.
+    started = time.monotonic()
+    tail = stream_events(
+        live_gateway,
+        project_key[1],
+        path=f"/responses/{response_id}",
+        stream="true",
+        starting_after=len(events) - 1,
+    )
+    assert tail == []
+    assert time.monotonic() - started < 3
     # Once the log has expired, a finished response's events are rebuilt from the store.
     redis = sync_client()
     assert redis is not None
