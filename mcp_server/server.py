@@ -425,16 +425,24 @@ async def list_resource_templates(
 async def read_resource(ctx: Ctx, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
     principal = principal_of(ctx)
     uri = str(params.uri)
-    scheme, identifier = await _readable(principal, uri)
+    parsed = resources.parse_uri(uri)
     try:
-        if scheme == resources.CONVERSATION_SCHEME:
-            conversation, items = await run_sync(resources.conversation_read, principal, identifier)
+        if (
+            parsed is not None
+            and parsed[0] == resources.CONVERSATION_SCHEME
+            and resources.conversations_available()
+        ):
+            conversation, items = await run_sync(resources.conversation_read, principal, parsed[1])
             markdown = resources.transcript_markdown(conversation, items)
             document: dict[str, Any] = {"conversation": conversation, "items": items}
-        else:
-            response = await run_sync(resources.response_read, principal, identifier)
+        elif (
+            parsed is not None and parsed[0] == resources.RESPONSE_SCHEME and resources.responses_available()
+        ):
+            response = await run_sync(resources.response_read, principal, parsed[1])
             markdown = resources.response_markdown(response)
             document = {"response": response}
+        else:
+            raise _not_found(uri)
     except NotFound:
         raise _not_found(uri) from None
     return types.ReadResourceResult(
