@@ -38,9 +38,16 @@ _CONVERSATION_ITEM_TYPES = ("message", "function_call", "function_call_output", 
 
 
 def _principal_dict(principal: Principal) -> dict[str, Any]:
-    return {
-        f.name: getattr(principal, f.name) for f in dataclasses.fields(principal) if f.name != "rate_limits"
-    }
+    """The caller as JSON, its rate limits included: a background run is limited like the request."""
+    values = {f.name: getattr(principal, f.name) for f in dataclasses.fields(principal)}
+    values["rate_limits"] = [list(rule) for rule in principal.rate_limits]
+    return values
+
+
+def _principal_of(row: Response) -> Principal:
+    values = dict(row.principal)
+    values["rate_limits"] = tuple(tuple(rule) for rule in values.get("rate_limits") or ())
+    return Principal(**values)
 
 
 def _params(request: CreateRequest) -> dict[str, Any]:
@@ -122,9 +129,7 @@ def _conversation_append(row: Response) -> None:
 
     items = [i for i in row.input_items + row.output if i["type"] in _CONVERSATION_ITEM_TYPES]
     try:
-        conversation = conversation_selectors.conversation_get(
-            Principal(**row.principal), row.conversation_public_id
-        )
+        conversation = conversation_selectors.conversation_get(_principal_of(row), row.conversation_public_id)
         conversation_services.items_create(conversation=conversation, items=items, response_id=row.public_id)
     except GatewayError as err:
         # The response itself is done and stored; a conversation deleted meanwhile (or an item
@@ -213,7 +218,7 @@ def _claim(response_pk: int) -> Response | None:
 def _run_context(row: Response) -> Run:
     params = {k: v for k, v in row.params.items() if k in {f.name for f in dataclasses.fields(CreateRequest)}}
     request = CreateRequest(input=[], **params)
-    principal = Principal(**row.principal)
+    principal = _principal_of(row)
     history: list[dict[str, Any]] = []
     if row.previous_response_id:
         previous = Response.objects.filter(pk=row.previous_response_id).first()

@@ -9,6 +9,7 @@ import pytest
 from accounts.auth import Principal, principal_from_headers
 from inference.models import Provider
 from inference.tests.fake_upstream import FakeUpstream
+from organizations.tests.factories import make_api_key
 from responses import selectors, services, tasks
 from responses.events import synthesize
 from responses.models import Response
@@ -117,3 +118,28 @@ def test_sweep_fails_runs_stranded_by_a_dead_worker(provider: Provider, project_
     assert stranded.status == Response.Status.FAILED
     assert stranded.error == {"code": "server_error", "message": "The worker running this response stopped."}
     assert running.status == Response.Status.IN_PROGRESS
+
+
+def test_a_background_run_is_rate_limited_like_its_request(
+    provider: Provider, upstream: FakeUpstream
+) -> None:
+    from organizations import services as organization_services
+    from organizations.tests.factories import make_project
+
+    project = make_project()
+    organization_services.project_rate_limit_set(
+        project=project, model="fake-model", actor=organization_services.SYSTEM, max_requests_per_1_minute=1
+    )
+    _, raw = make_api_key(project=project)
+    principal = _principal(raw)
+    assert principal.rate_limits
+    first, second = _queued(principal), _queued(principal)
+    tasks.response_generate(first.pk)
+    tasks.response_generate(second.pk)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == Response.Status.COMPLETED
+    assert second.status == Response.Status.FAILED
+    assert second.error is not None
+    assert second.error["code"] == "rate_limit_exceeded"
+    assert _chat_calls(upstream) == 1
