@@ -439,6 +439,7 @@ class ChatStream:
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         call, response = self.call, self.opened.response
+        metrics.stream_started()
         try:
             if not self.opened.is_sse:
                 call.status_code, call.outcome = 502, UsageRecord.Outcome.UPSTREAM_ERROR
@@ -473,6 +474,7 @@ class ChatStream:
             else:
                 response.close()
             call.record()
+            metrics.stream_finished()
 
     async def aclose(self) -> None:
         """Close the upstream request if the iteration did not finish it."""
