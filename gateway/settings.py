@@ -275,6 +275,8 @@ if IS_PROD and WEB_FETCH_ALLOW_LOOPBACK:
 # 2025-11-25 sessions (and their resource subscriptions) live in Redis this long after last use.
 MCP_SESSION_TTL_SECONDS = env.int("MCP_SESSION_TTL_SECONDS", default=3600)
 MCP_RESOURCE_LIST_LIMIT = env.int("MCP_RESOURCE_LIST_LIMIT", default=20)
+# A transcript (resources/read, summarize_conversation) holds at most the newest this many items.
+MCP_TRANSCRIPT_MAX_ITEMS = env.int("MCP_TRANSCRIPT_MAX_ITEMS", default=500)
 MCP_MAX_REQUEST_BYTES = env.int("MCP_MAX_REQUEST_BYTES", default=4 * 1024 * 1024)
 # Open event streams send a keep-alive this often, and re-check their session and key then.
 MCP_STREAM_KEEPALIVE_SECONDS = env.float("MCP_STREAM_KEEPALIVE_SECONDS", default=15.0)

@@ -67,14 +67,22 @@ def recent_conversations(principal: Principal, *, limit: int) -> list[dict[str, 
 
 
 def conversation_read(
-    principal: Principal, conversation_id: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(conversation object, its items oldest first). Raises NotFound when not the caller's."""
+    principal: Principal, conversation_id: str, *, max_items: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    """(conversation object, its newest `max_items` items oldest first, whether older ones were
+    left out). Raises NotFound when the conversation is not the caller's."""
     selectors = _selectors("conversations")
 
     conversation = selectors.conversation_get(principal, conversation_id)
-    items = selectors.item_list(conversation, order="asc")
-    return selectors.conversation_object(conversation), [selectors.item_object(item) for item in items]
+    items = selectors.item_recent(conversation, limit=max_items + 1)
+    truncated = len(items) > max_items
+    if truncated:
+        items = items[1:]
+    return (
+        selectors.conversation_object(conversation),
+        [selectors.item_object(item) for item in items],
+        truncated,
+    )
 
 
 def conversation_check(principal: Principal, conversation_id: str) -> None:
@@ -134,12 +142,15 @@ def conversation_title(conversation: dict[str, Any]) -> str | None:
     return str(title) if title else None
 
 
-def transcript_markdown(conversation: dict[str, Any], items: list[dict[str, Any]]) -> str:
+def transcript_markdown(
+    conversation: dict[str, Any], items: list[dict[str, Any]], *, truncated: bool = False
+) -> str:
     title = conversation_title(conversation)
     lines = [f"# Conversation {conversation.get('id', '')}" + (f": {title}" if title else "")]
     if conversation.get("created_at") is not None:
         lines.append(f"Created at (Unix): {conversation['created_at']}")
-    lines.append(f"Items: {len(items)}")
+    count = f"the last {len(items)} (older items left out)" if truncated else str(len(items))
+    lines.append(f"Items: {count}")
     body = [_item_markdown(item) for item in items] or ["(no items yet)"]
     return "\n".join(lines) + "\n\n" + "\n\n".join(body) + "\n"
 

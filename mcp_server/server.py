@@ -319,10 +319,15 @@ async def _summarize_conversation(principal: Principal, arguments: dict[str, str
     if not resources.conversations_available():
         raise MCPError(types.INVALID_PARAMS, "Conversations are not available on this gateway.")
     try:
-        conversation, items = await run_sync(resources.conversation_read, principal, conversation_id)
+        conversation, items, truncated = await run_sync(
+            resources.conversation_read,
+            principal,
+            conversation_id,
+            max_items=settings.MCP_TRANSCRIPT_MAX_ITEMS,
+        )
     except NotFound:
         raise MCPError(types.INVALID_PARAMS, f"Conversation not found: {conversation_id}") from None
-    transcript = resources.transcript_markdown(conversation, items)
+    transcript = resources.transcript_markdown(conversation, items, truncated=truncated)
     text = (
         "Summarize the conversation below. Give its purpose in one sentence, then the key points, "
         "decisions and open questions as short bullet lists, and keep names, numbers and code "
@@ -432,9 +437,11 @@ async def read_resource(ctx: Ctx, params: types.ReadResourceRequestParams) -> ty
             and parsed[0] == resources.CONVERSATION_SCHEME
             and resources.conversations_available()
         ):
-            conversation, items = await run_sync(resources.conversation_read, principal, parsed[1])
-            markdown = resources.transcript_markdown(conversation, items)
-            document: dict[str, Any] = {"conversation": conversation, "items": items}
+            conversation, items, truncated = await run_sync(
+                resources.conversation_read, principal, parsed[1], max_items=settings.MCP_TRANSCRIPT_MAX_ITEMS
+            )
+            markdown = resources.transcript_markdown(conversation, items, truncated=truncated)
+            document: dict[str, Any] = {"conversation": conversation, "items": items, "truncated": truncated}
         elif (
             parsed is not None and parsed[0] == resources.RESPONSE_SCHEME and resources.responses_available()
         ):

@@ -71,3 +71,25 @@ def test_response_markdown() -> None:
     text = resources.response_markdown(response)
     assert text.startswith("# Response resp_1\nModel: fake-model\nStatus: completed\n\n")
     assert "### assistant\n\nHi!" in text
+
+
+@pytest.mark.django_db
+def test_long_conversations_keep_their_newest_items() -> None:
+    from accounts.auth import principal_from_headers
+    from conversations import services
+    from organizations.tests.factories import make_api_key
+
+    _, raw = make_api_key()
+    principal = principal_from_headers({"Authorization": f"Bearer {raw}"})
+    conversation = services.conversation_create(
+        principal=principal,
+        items=[{"type": "message", "role": "user", "content": f"message {n}"} for n in range(1, 6)],
+    )
+    whole, items, truncated = resources.conversation_read(principal, conversation.public_id, max_items=5)
+    assert (len(items), truncated) == (5, False)
+    _, items, truncated = resources.conversation_read(principal, conversation.public_id, max_items=2)
+    assert truncated is True
+    assert [item["content"][0]["text"] for item in items] == ["message 4", "message 5"]
+    text = resources.transcript_markdown(whole, items, truncated=truncated)
+    assert "Items: the last 2 (older items left out)" in text
+    assert "message 3" not in text
