@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from inference.tests.conftest import register
 from inference.tests.fake_upstream import FakeUpstream, _chunk, _usage
 from responses.tests.helpers import stream_events
-from tests.fakes.serper import FakeSerper
+from tests.fakes.serper import FakeSerper, StaticSite
 from tests.live_server import LiveGateway
 from tests.openai_spec import assert_valid
 
@@ -23,11 +24,19 @@ ANSWER = "MCP is an open protocol, see https://example.com/first for details."
 class SearchingUpstream(FakeUpstream):
     """Asks for a web search until it has seen a tool result, then answers citing a source.
 
-    Behaviour "search_forever" never stops asking (for the round limit)."""
+    Behaviour "search_forever" never stops asking (for the round limit); "open_page" opens
+    `page_url` instead of searching."""
+
+    page_url = ""
 
     def _reply(self, body: dict[str, Any], behaviour: str) -> tuple[str | None, dict[str, Any] | None]:
         seen_result = any(m.get("role") == "tool" for m in body["messages"])
         names = [t["function"]["name"] for t in body.get("tools") or []]
+        if behaviour == "open_page":
+            if not seen_result:
+                arguments = orjson.dumps({"url": self.page_url}).decode()
+                return None, {"id": "call_open0", "name": "open_page", "arguments": arguments}
+            return f"Read it at {self.page_url} today.", None
         if "web_search" in names and (behaviour == "search_forever" or not seen_result):
             count = sum(1 for m in body["messages"] if m.get("role") == "tool")
             return None, {
@@ -221,3 +230,31 @@ def test_function_named_like_a_web_tool_is_refused(
             tools=[{"type": "web_search"}, {"type": "function", "name": "web_search", "parameters": {}}],
         )
     assert caught.value.param == "tools"
+
+
+def test_open_page_reads_the_page_and_cites_it(
+    sdk: openai.OpenAI, searching_upstream: SearchingUpstream, fake_serper: FakeSerper, settings
+) -> None:
+    settings.WEB_FETCH_ALLOW_LOOPBACK = True
+    settings.WEB_FETCH_BACKEND = "direct"
+    site = StaticSite().start()
+    try:
+        html = b"<html><head><title>Protocol page</title></head><body><p>MCP connects models to tools.</p></body></html>"
+        site.pages["/mcp"] = (200, {"content-type": "text/html; charset=utf-8"}, html)
+        searching_upstream.page_url = site.url("/mcp")
+        searching_upstream.behaviour["searcher"] = "open_page"
+        response = sdk.responses.create(
+            model="searcher", input="Read the MCP page", tools=[{"type": "web_search"}]
+        )
+    finally:
+        site.stop()
+    assert site.hits == ["/mcp"]
+    call = response.output[0]
+    assert call.type == "web_search_call"
+    assert call.status == "completed"
+    assert call.action.type == "open_page"  # type: ignore[union-attr]
+    assert call.action.url == site.url("/mcp")  # type: ignore[union-attr]
+    annotation = response.output[1].content[0].annotations[0]  # type: ignore[union-attr]
+    assert (annotation.url, annotation.title) == (site.url("/mcp"), "Protocol page")
+    tool_message = _chat_bodies(searching_upstream)[1]["messages"][-1]
+    assert "MCP connects models to tools." in tool_message["content"]
