@@ -510,6 +510,16 @@ async def generate(run: Run, *, opening: bool = True) -> AsyncGenerator[dict[str
         row.status = Response.Status.FAILED
         row.error = {"code": error_code(err), "message": err.message}
         logger.warning("response failed", extra={"response_id": row.public_id, "error": err.message})
+    except Exception:
+        # A bug of ours: the run still ends as a stored `failed` response, never a hung one.
+        logger.exception("response crashed", extra={"response_id": row.public_id})
+        if turn is not None:
+            turn.interrupt()
+        row.status = Response.Status.FAILED
+        row.error = {
+            "code": "server_error",
+            "message": "The server had an error while generating the response.",
+        }
     except BaseException:
         if turn is not None:
             turn.interrupt()

@@ -209,3 +209,48 @@ def test_client_disconnect_closes_the_upstream(
     assert row.status == Response.Status.CANCELLED
     assert row.output[0]["status"] == "incomplete"
     assert row.output[0]["content"][0]["text"].startswith("Hello from")
+
+
+class LogprobUpstream(FakeUpstream):
+    """Adds chat logprobs to every content chunk when the request asks for them."""
+
+    def _events(self, body: dict[str, Any], behaviour: str) -> list[dict[str, Any]]:
+        events = super()._events(body, behaviour)
+        if body.get("logprobs"):
+            for event in events:
+                for choice in event["choices"]:
+                    token = choice["delta"].get("content")
+                    if token:
+                        entry = {"token": token, "logprob": -0.5, "bytes": list(token.encode())}
+                        choice["logprobs"] = {"content": [{**entry, "top_logprobs": [entry]}]}
+        return events
+
+
+def test_logprobs_reach_the_output_text(live_gateway: LiveGateway, make_upstream: Any, project_key) -> None:
+    from inference.tests.conftest import register
+
+    upstream = LogprobUpstream(["fake-model"]).start()
+    try:
+        register(upstream)
+        events = stream_events(
+            live_gateway,
+            project_key[1],
+            {"model": "fake-model", "input": "Hi", "stream": True, "top_logprobs": 2},
+        )
+    finally:
+        upstream.stop()
+    _check_contract(events)
+    chat = [r for r in upstream.requests if r["path"] == "/v1/chat/completions"][-1]["body"]
+    assert (chat["logprobs"], chat["top_logprobs"]) == (True, 2)
+    first_delta = next(e for e in events if e["type"] == "response.output_text.delta" and e["delta"])
+    assert first_delta["logprobs"] == [
+        {
+            "token": first_delta["delta"],
+            "logprob": -0.5,
+            "top_logprobs": [{"token": first_delta["delta"], "logprob": -0.5}],
+        }
+    ]
+    part = events[-1]["response"]["output"][0]["content"][0]
+    assert [lp["token"] for lp in part["logprobs"]] == ["Hello", " from", " the", " fake", " model", "."]
+    assert part["logprobs"][0]["bytes"] == list(b"Hello")
+    assert events[-1]["response"]["top_logprobs"] == 2
