@@ -143,3 +143,22 @@ def test_a_background_run_is_rate_limited_like_its_request(
     assert second.error is not None
     assert second.error["code"] == "rate_limit_exceeded"
     assert _chat_calls(upstream) == 1
+
+
+def test_input_items_page_is_one_query(provider: Provider, project_key, django_assert_num_queries) -> None:
+    from gateway.pagination import page_params
+
+    principal = _principal(project_key[1])
+    request = parse_create(
+        {"model": "fake-model", "input": [{"role": "user", "content": str(n)} for n in range(30)]}
+    )
+    row, _ = services.response_create(principal=principal, request=request)
+    with django_assert_num_queries(1):
+        page = selectors.input_items_page(
+            selectors.response_get(principal, row.public_id), page_params({"limit": "10"})
+        )
+    assert [item["content"][0]["text"] for item in page["data"]] == [str(n) for n in range(29, 19, -1)]
+    assert page["has_more"] is True
+    after = selectors.input_items_page(row, page_params({"after": page["last_id"], "limit": "100"}))
+    assert [item["content"][0]["text"] for item in after["data"]] == [str(n) for n in range(19, -1, -1)]
+    assert after["has_more"] is False
