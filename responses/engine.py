@@ -496,6 +496,11 @@ async def generate(run: Run, *, opening: bool = True) -> AsyncGenerator[dict[str
                 }
             )
             for call in web_calls:
+                if run.tool_calls_made >= max_calls:
+                    # Every tool call needs an answer in the history; this one is refused, not run.
+                    refusal = "Not run: the limit of tool calls for this response was reached."
+                    messages.append({"role": "tool", "tool_call_id": call.call_id, "content": refusal})
+                    continue
                 run.tool_calls_made += 1
                 events, tool_message = await _web_call(run, call)
                 for event in events:

@@ -258,3 +258,15 @@ def test_open_page_reads_the_page_and_cites_it(
     assert (annotation.url, annotation.title) == (site.url("/mcp"), "Protocol page")
     tool_message = _chat_bodies(searching_upstream)[1]["messages"][-1]
     assert "MCP connects models to tools." in tool_message["content"]
+
+
+def test_max_tool_calls_bounds_the_searches(
+    sdk: openai.OpenAI, searching_upstream: SearchingUpstream, fake_serper: FakeSerper
+) -> None:
+    searching_upstream.behaviour["searcher"] = "search_forever"
+    response = sdk.responses.create(
+        model="searcher", input="What is MCP?", tools=[{"type": "web_search"}], max_tool_calls=1
+    )
+    assert [item.type for item in response.output] == ["web_search_call", "message"]
+    assert response.max_tool_calls == 1
+    assert len(fake_serper.requests) == 1
