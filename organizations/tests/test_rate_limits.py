@@ -340,7 +340,7 @@ from accounts.auth import Principal
 from gateway.errors import RateLimited
 from organizations import ratelimits
 
-rules, attempts, go = tuple(tuple(rule) for rule in json.loads(sys.argv[1])), int(sys.argv[2]), sys.argv[3]
+rules, attempts, go, ready = tuple(tuple(rule) for rule in json.loads(sys.argv[1])), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 caller = Principal(kind="api_key", organization_id=1, organization_public_id="org_twoprocesses",
                    project_id=1, project_public_id="proj_two", user_id=None, user_public_id=None,
                    rate_limits=rules)
@@ -355,7 +355,7 @@ async def attempt():
 async def main():
     await ratelimits.admit(Principal(**{**caller.__dict__, "rate_limits": (("warm", "*", 1000, 0, 0),)}),
                            model="m", stream=False)  # connect before the race
-    print("ready", flush=True)
+    open(ready, "w").close()
     while not os.path.exists(go):
         await asyncio.sleep(0.005)
     results = await asyncio.gather(*(attempt() for _ in range(attempts)))
@@ -372,21 +372,25 @@ def test_limit_holds_across_two_processes(tmp_path: Path) -> None:
     go = tmp_path / "go"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "gateway.settings", "REDIS_URL": django_settings.REDIS_URL}
     rules = json.dumps([["p77", "*", limit, 0, 0]])
+    ready = [tmp_path / f"ready{index}" for index in range(2)]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _SCRIPT, rules, str(attempts), str(go)],
+            [sys.executable, "-c", _SCRIPT, rules, str(attempts), str(go), str(flag)],
             cwd=django_settings.BASE_DIR,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(2)
+        for flag in ready
     ]
-    for process in processes:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.strip() == "ready", process.stderr.read() if process.stderr else line
+    deadline = time.monotonic() + 60
+    while not all(flag.exists() for flag in ready):  # both connected to Redis: start them together
+        if time.monotonic() > deadline or any(process.poll() is not None for process in processes):
+            for process in processes:
+                process.kill()
+            pytest.fail("the two processes did not get ready: " + processes[0].communicate()[1][-2000:])
+        time.sleep(0.01)
     go.touch()
     admitted = []
     for process in processes:
