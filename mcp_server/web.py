@@ -534,7 +534,13 @@ async def fetch_webpage(
             url=url,
         )
     except httpx.HTTPError as exc:
-        return _error(f"Could not fetch {url}: {type(exc).__name__}.", kind="fetch_failed", url=url)
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            reason = "its TLS certificate could not be verified"
+        elif isinstance(exc, httpx.ConnectError):
+            reason = "the site could not be reached"
+        else:
+            reason = type(exc).__name__
+        return _error(f"Could not fetch {url}: {reason}.", kind="fetch_failed", url=url)
     title, content = await anyio.to_thread.run_sync(_extract, page, include_markdown)
     return _page_result(
         url=url,

@@ -3,6 +3,10 @@ against a local site. No database."""
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from mcp_server import web
@@ -340,3 +344,78 @@ def test_address_policy() -> None:
         assert not web.address_allowed(address), address
     assert web.address_allowed("127.0.0.1", allow_loopback=True)
     assert not web.address_allowed("10.0.0.1", allow_loopback=True)
+
+
+# --- fetch_webpage: TLS through the guarded pool ---------------------------------------------
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for the name "localhost" only (no IP address in it)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def https_site(tmp_path: Path) -> Iterator[tuple[StaticSite, Path]]:
+    cert, key = _self_signed(tmp_path)
+    secure = StaticSite(ssl_certfile=str(cert), ssl_keyfile=str(key)).start()
+    secure.pages["/otters"] = (200, {"content-type": "text/html"}, HTML)
+    yield secure, cert
+    secure.stop()
+
+
+async def test_tls_is_verified_against_the_url_host_while_the_checked_ip_is_dialled(
+    https_site: tuple[StaticSite, Path], loopback: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site, cert = https_site
+    untrusted = await web.fetch_webpage(url=f"https://localhost:{site.port}/otters")
+    assert untrusted.is_error  # a self-signed certificate is not in the CA bundle
+    assert untrusted.text == (
+        f"Could not fetch https://localhost:{site.port}/otters: its TLS certificate could not be verified."
+    )
+    assert site.hits == []
+
+    monkeypatch.setattr(web, "_ssl_context", lambda: ssl.create_default_context(cafile=str(cert)))
+    trusted = await web.fetch_webpage(url=f"https://localhost:{site.port}/otters")
+    assert not trusted.is_error, trusted.text
+    assert trusted.structured["title"] == "Otters of the River"
+    # Dialled 127.0.0.1 (the checked address) yet verified the certificate for "localhost":
+    # the same certificate does not cover the literal address.
+    by_address = await web.fetch_webpage(url=f"https://127.0.0.1:{site.port}/otters")
+    assert by_address.is_error
+    assert by_address.text.endswith("its TLS certificate could not be verified.")
+    assert site.hits == ["/otters"]
+
+
+async def test_unreachable_site(loopback: None) -> None:
+    result = await web.fetch_webpage(url="http://127.0.0.1:9/")  # discard port: nothing listens
+    assert result.is_error
+    assert result.text == "Could not fetch http://127.0.0.1:9/: the site could not be reached."

@@ -101,11 +101,12 @@ def _free_socket() -> socket.socket:
 class ThreadedServer:
     """An ASGI app under uvicorn in a daemon thread, on its own 127.0.0.1 port."""
 
-    def __init__(self, app: Any, name: str) -> None:
+    def __init__(self, app: Any, name: str, **options: Any) -> None:
         self._sock = _free_socket()
         self.port = int(self._sock.getsockname()[1])
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, lifespan="off", log_level="warning", interface="asgi3")
+        scheme = "https" if options.get("ssl_certfile") else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", interface="asgi3", **options)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True, name=name
@@ -200,7 +201,8 @@ Page = tuple[int, dict[str, str], bytes]
 class StaticSite:
     """Fixed pages by path: ``site.pages[path] = (status, headers, body)`` or a callable returning one."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        """`options` go to uvicorn.Config (e.g. ssl_certfile/ssl_keyfile for an HTTPS site)."""
         self.pages: dict[str, Page | Callable[[], Page]] = {}
         self.hits: list[str] = []
         self.delays: dict[str, float] = {}  # path -> seconds to wait before answering
@@ -223,7 +225,7 @@ class StaticSite:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
 
-        self._server = ThreadedServer(app, "static-site")
+        self._server = ThreadedServer(app, "static-site", **options)
         self.base_url = self._server.base_url
         self.port = self._server.port
 
