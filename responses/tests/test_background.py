@@ -173,3 +173,14 @@ def test_resume_of_a_synchronous_response_is_400(
     reply = get(live_gateway, project_key[1], f"/responses/{response.id}", stream="true")
     assert reply.status_code == 400
     assert reply.json()["error"]["code"] == "response_not_streamable"
+
+
+def test_sdk_stream_helper_over_a_background_run(sdk: openai.OpenAI, provider: Provider) -> None:
+    with sdk.responses.stream(model="fake-model", input="Hi", background=True) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:3] == ["response.created", "response.queued", "response.in_progress"]
+    assert final.background is True
+    assert final.output_text == "Hello from the fake model."
+    assert sdk.responses.retrieve(final.id).output_text == final.output_text
+    assert sdk.responses.retrieve(final.id).status == "completed"
