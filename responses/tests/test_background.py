@@ -184,3 +184,33 @@ def test_sdk_stream_helper_over_a_background_run(sdk: openai.OpenAI, provider: P
     assert final.output_text == "Hello from the fake model."
     assert sdk.responses.retrieve(final.id).output_text == final.output_text
     assert sdk.responses.retrieve(final.id).status == "completed"
+
+
+def test_background_run_with_a_conversation(
+    sdk: openai.OpenAI, provider: Provider, upstream: FakeUpstream
+) -> None:
+    conversation = sdk.conversations.create(
+        items=[{"type": "message", "role": "user", "content": "My name is Ann."}]
+    )
+    response = sdk.responses.create(
+        model="fake-model", conversation=conversation.id, input="What is my name?", background=True
+    )
+    _wait(lambda: _status(sdk, response.id) == "completed")
+    chat = [r for r in upstream.requests if r["path"] == "/v1/chat/completions"][-1]["body"]
+    assert [m["content"] for m in chat["messages"]] == ["My name is Ann.", "What is my name?"]
+    items = list(sdk.conversations.items.list(conversation.id, order="asc"))
+    assert [item.role for item in items] == ["user", "user", "assistant"]  # type: ignore[union-attr]
+
+
+def test_deleting_a_running_response_stops_its_worker(
+    sdk: openai.OpenAI, provider: Provider, upstream: FakeUpstream
+) -> None:
+    upstream.behaviour["fake-model"] = "slow_stream"
+    upstream.delay = 0.05
+    response = sdk.responses.create(model="fake-model", input="Hi", background=True)
+    _wait(lambda: _status(sdk, response.id) == "in_progress")
+    assert upstream.wait_for(lambda: any(r["path"] == "/v1/chat/completions" for r in upstream.requests))
+    sdk.responses.delete(response.id)
+    assert upstream.wait_for(lambda: upstream.disconnects == 1, timeout=1.0)
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(response.id)
