@@ -305,8 +305,32 @@ def response_run_background(*, response_pk: int) -> None:
     token = context.begin(request_id=row.request_id or None)
     try:
         _run_coroutine(run_background(row))
+    except BaseException:
+        # Celery's soft time limit (or a worker shutdown) interrupted the loop mid-run: its
+        # tasks would resume inside the next task's run, so they are cancelled with the loop.
+        _reset_loop()
+        Response.objects.filter(pk=row.pk, status=Response.Status.IN_PROGRESS).update(
+            status=Response.Status.FAILED,
+            error={"code": "server_error", "message": "The worker stopped while generating the response."},
+        )
+        raise
     finally:
         context.end(token)
+
+
+def _reset_loop() -> None:
+    global _loop
+    with _loop_lock:
+        loop, _loop = _loop, None
+    if loop is None or loop.is_closed():
+        return
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    try:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    finally:
+        loop.close()
 
 
 def responses_sweep() -> int:

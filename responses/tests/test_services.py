@@ -162,3 +162,27 @@ def test_input_items_page_is_one_query(provider: Provider, project_key, django_a
     after = selectors.input_items_page(row, page_params({"after": page["last_id"], "limit": "100"}))
     assert [item["content"][0]["text"] for item in after["data"]] == [str(n) for n in range(19, -1, -1)]
     assert after["has_more"] is False
+
+
+def test_an_interrupted_run_fails_and_drops_its_loop(provider: Provider, project_key) -> None:
+    import asyncio
+
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    leftover: list[asyncio.Task[None]] = []
+
+    async def interrupted(row: Response) -> None:
+        leftover.append(asyncio.get_running_loop().create_task(asyncio.sleep(3600)))
+        raise SoftTimeLimitExceeded
+
+    row = _queued(_principal(project_key[1]))
+    with mock.patch.object(services, "run_background", interrupted), pytest.raises(SoftTimeLimitExceeded):
+        tasks.response_generate(row.pk)
+    row.refresh_from_db()
+    assert row.status == Response.Status.FAILED
+    assert row.error == {
+        "code": "server_error",
+        "message": "The worker stopped while generating the response.",
+    }
+    assert leftover[0].cancelled()  # nothing of it resumes inside the next task
+    assert services._loop is None
