@@ -7,7 +7,7 @@ import pytest
 
 from inference.models import Provider
 from inference.tests.fake_upstream import FakeUpstream
-from responses.tests.helpers import post
+from responses.tests.helpers import get, post
 from tests.live_server import LiveGateway
 from tests.openai_spec import assert_valid
 
@@ -142,6 +142,8 @@ def test_function_tools_and_function_call_output_follow_up(
     ]
     listed = post(live_gateway, project_key[1], f"/responses/{second['id']}/input_items")  # wrong method
     assert listed.status_code == 405
+    raw = get(live_gateway, project_key[1], f"/responses/{second['id']}/input_items")
+    assert_valid("ResponseItemList", raw.json())
 
 
 def test_stateless_function_call_round_trip(
@@ -171,3 +173,6 @@ def test_stateless_function_call_round_trip(
     assert chat["messages"][1]["tool_calls"][0]["id"] == "call_1"
     assert chat["messages"][2] == {"role": "tool", "tool_call_id": "call_1", "content": "Snow"}
     assert [t.name for t in response.tools] == ["get_weather", "get_time"]  # type: ignore[union-attr]
+    items = sdk.responses.input_items.list(response.id, order="asc").to_dict()
+    assert_valid("ResponseItemList", items)
+    assert [item["type"] for item in items["data"]] == ["message", "function_call", "function_call_output"]

@@ -347,3 +347,17 @@ def test_missing_key_is_401(live_gateway: LiveGateway) -> None:
     reply = httpx.post(f"{live_gateway.url}/v1/responses", json={"model": "m", "input": "x"}, timeout=10)
     assert reply.status_code == 401
     assert_valid("ErrorResponse", reply.json())
+
+
+def test_malformed_body_and_wrong_method(live_gateway: LiveGateway, project_key) -> None:
+    import httpx
+
+    auth = {"Authorization": f"Bearer {project_key[1]}", "Content-Type": "application/json"}
+    bad = httpx.post(f"{live_gateway.url}/v1/responses", content=b"{not json", headers=auth, timeout=10)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "invalid_json"
+    wrong = httpx.get(f"{live_gateway.url}/v1/responses", headers=auth, timeout=10)
+    assert wrong.status_code == 405
+    assert_valid("ErrorResponse", wrong.json())
+    bad_page = get(live_gateway, project_key[1], "/responses/resp_nope/input_items", limit=0)
+    assert bad_page.status_code == 404  # the response is looked up first
