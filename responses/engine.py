@@ -431,6 +431,40 @@ def initial_messages(run: Run) -> list[dict[str, Any]]:
     return messages
 
 
+def _truncated(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The messages without the older half of the history (None: nothing left to drop).
+
+    System messages and the last user turn stay; a tool result is never kept without the
+    assistant message that called it.
+    """
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages) - 1)
+    droppable = [i for i, m in enumerate(messages[:last_user]) if m["role"] != "system"]
+    if not droppable:
+        return None
+    drop = set(droppable[: max(1, len(droppable) // 2)])
+    kept = [m for i, m in enumerate(messages) if i not in drop]
+    while True:
+        orphan = next((i for i, m in enumerate(kept) if m["role"] == "tool"), None)
+        if orphan is None or any(m.get("tool_calls") for m in kept[:orphan]):
+            return kept
+        del kept[orphan]
+
+
+async def _open_stream(run: Run, body: dict[str, Any]) -> tuple[chat.ChatStream, list[dict[str, Any]]]:
+    """Open the upstream stream; with `truncation: auto`, drop old history until it fits."""
+    messages: list[dict[str, Any]] = body["messages"]
+    while True:
+        try:
+            return await chat.open_stream(run.principal, {**body, "messages": messages}), messages
+        except errors.GatewayError as err:
+            if run.request.truncation != "auto" or err.code != "context_length_exceeded":
+                raise
+            shorter = _truncated(messages)
+            if shorter is None:
+                raise
+            messages = shorter
+
+
 def _finish_row(run: Run, status: str) -> None:
     row = run.row
     row.status = status
@@ -467,7 +501,7 @@ async def generate(run: Run, *, opening: bool = True) -> AsyncGenerator[dict[str
                 request, messages, extra_tools=_WEB_TOOLS if offer_web else [], tool_choice=tool_choice
             )
             turn = _Turn(run, offer_web)
-            stream = await chat.open_stream(run.principal, body)
+            stream, messages = await _open_stream(run, body)
             try:
                 async for chunk in stream:
                     for event in turn.feed(chunk):

@@ -28,7 +28,8 @@ OPERATIONS = [
             "starting_after=N`. A `web_search` (or `web_search_preview`) tool is run by the gateway: the model "
             "searches (Serper) and opens pages in a bounded loop, each call shown as a `web_search_call` item, "
             "quoted sources as `url_citation` annotations. An upstream failure gives a stored response with "
-            "status `failed` and `error` (a stream ends with `response.failed`)."
+            "status `failed` and `error` (a stream ends with `response.failed`). With `truncation: auto` the "
+            "oldest history is dropped (half at a time) while the model server answers `context_length_exceeded`."
         ),
     ),
     ExternalOperation(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import openai
 import pytest
 
@@ -176,3 +178,49 @@ def test_stateless_function_call_round_trip(
     items = sdk.responses.input_items.list(response.id, order="asc").to_dict()
     assert_valid("ResponseItemList", items)
     assert [item["type"] for item in items["data"]] == ["message", "function_call", "function_call_output"]
+
+
+class SmallContextUpstream(FakeUpstream):
+    """Refuses, as vLLM does, a conversation longer than three messages."""
+
+    async def _stream(
+        self, scope: Any, receive: Any, send: Any, body: dict[str, Any], behaviour: str
+    ) -> None:
+        if len(body["messages"]) > 3:
+            error = {
+                "message": "This model's maximum context length is 3 messages.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+            await self._json(send, 400, {"error": error})
+            return
+        await super()._stream(scope, receive, send, body, behaviour)
+
+
+@pytest.mark.parametrize("truncation", ["auto", "disabled"])
+def test_truncation_auto_drops_the_oldest_history(sdk: openai.OpenAI, truncation: str) -> None:
+    from inference.tests.conftest import register
+
+    upstream = SmallContextUpstream(["fake-model"]).start()
+    try:
+        register(upstream)
+        first = sdk.responses.create(model="fake-model", input="One")
+        second = sdk.responses.create(model="fake-model", input="Two", previous_response_id=first.id)
+        third = sdk.responses.create(
+            model="fake-model", input="Three", previous_response_id=second.id, truncation=truncation
+        )
+    finally:
+        upstream.stop()
+    assert third.truncation == truncation
+    if truncation == "disabled":
+        assert third.status == "failed"
+        assert third.error is not None
+        assert third.error.code == "invalid_prompt"
+        return
+    assert third.status == "completed"
+    assert _messages(upstream) == [
+        {"role": "user", "content": "Two"},
+        {"role": "assistant", "content": ANSWER},
+        {"role": "user", "content": "Three"},
+    ]
