@@ -254,3 +254,27 @@ def test_logprobs_reach_the_output_text(live_gateway: LiveGateway, make_upstream
     assert [lp["token"] for lp in part["logprobs"]] == ["Hello", " from", " the", " fake", " model", "."]
     assert part["logprobs"][0]["bytes"] == list(b"Hello")
     assert events[-1]["response"]["top_logprobs"] == 2
+
+
+def test_non_stream_client_that_leaves_cancels_the_run(
+    live_gateway: LiveGateway, provider: Provider, upstream: FakeUpstream, project_key
+) -> None:
+    upstream.behaviour["fake-model"] = "slow_stream"
+    upstream.delay = 0.05
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{live_gateway.url}/v1/responses",
+            json={"model": "fake-model", "input": "Hi"},
+            headers=headers(project_key[1]),
+            timeout=1.0,
+        )
+    assert upstream.wait_for(lambda: upstream.disconnects == 1, timeout=5)
+    deadline = time.monotonic() + 5
+    status = None
+    while time.monotonic() < deadline:
+        close_old_connections()
+        status = Response.objects.values_list("status", flat=True).first()
+        if status == Response.Status.CANCELLED:
+            break
+        time.sleep(0.05)
+    assert status == Response.Status.CANCELLED
