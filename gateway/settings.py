@@ -540,6 +540,8 @@ METRICS_ADDR = env.str("METRICS_ADDR", default="127.0.0.1")
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 if PROMETHEUS_MULTIPROC_DIR:
     Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+else:  # set but empty would still switch prometheus_client to files, in the current directory
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 # Collectors run at scrape time only (no cost between scrapes).
 METRICS_COLLECTORS = ["inference.monitoring.ProviderHealthCollector"]
 ASGI_LIFESPAN.append("gateway.metrics.lifespan")

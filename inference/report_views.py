@@ -162,7 +162,7 @@ class UsageCompletions(APIView):
     schema = _UsageSchema()
 
     @extend_schema(
-        tags=["Usage"],
+        tags=["Administration"],
         parameters=_PARAMETERS,
         responses={200: UsagePageOut, **ERROR_RESPONSES},
         description="Chat completion usage in time buckets (OpenAI's usage API). Organization owners.",
