@@ -76,6 +76,9 @@ class Run:
     context_items: list[dict[str, Any]]  # history (chain or conversation) + this input
     sources: dict[str, str] = field(default_factory=dict)  # url → title, from web results
     tool_calls_made: int = 0
+    # A synchronous, non-streaming request can still answer with an HTTP status: our own rate
+    # limit refusing the first model call is then raised (a 429 the SDK retries), not stored.
+    raise_rate_limit: bool = False
 
 
 def error_code(err: errors.GatewayError) -> str:
@@ -544,6 +547,8 @@ async def generate(run: Run, *, opening: bool = True) -> AsyncGenerator[dict[str
             run, Response.Status.INCOMPLETE if turn.finish_reason == "length" else Response.Status.COMPLETED
         )
     except errors.GatewayError as err:
+        if run.raise_rate_limit and isinstance(err, errors.RateLimited) and rounds == 1:
+            raise
         if turn is not None:
             turn.interrupt()
         row.status = Response.Status.FAILED

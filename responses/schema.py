@@ -29,8 +29,10 @@ OPERATIONS = [
             "searches (Serper) and opens pages in a bounded loop, each call shown as a `web_search_call` item, "
             "quoted sources as `url_citation` annotations. An upstream failure gives a stored response with "
             "status `failed` and `error` (a stream ends with `response.failed`). With `truncation: auto` the "
-            "oldest history is dropped (half at a time) while the model server answers `context_length_exceeded`."
+            "oldest history is dropped (half at a time) while the model server answers `context_length_exceeded`. "
+            "A non-streaming request refused by the project's or key's rate limit is a 429 and is not stored."
         ),
+        extra_errors={"413": "The body is larger than CHAT_MAX_BODY_BYTES"},
     ),
     ExternalOperation(
         path="/v1/responses/{response_id}",

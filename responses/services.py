@@ -170,6 +170,12 @@ def response_abandon(*, row: Response) -> None:
     )
 
 
+def response_discard(*, row: Response) -> None:
+    """Forget a response that never reached the model (refused by our own rate limit)."""
+    if row.pk is not None:
+        Response.objects.filter(pk=row.pk).delete()
+
+
 def response_cancel(*, principal: Principal, response_id: str) -> Response:
     """Cancel a background response. Idempotent: a finished one comes back unchanged.
 

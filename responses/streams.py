@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -64,8 +65,15 @@ def _sse(stream: AsyncIterator[bytes]) -> StreamingHttpResponse:
 
 
 def _body(request: HttpRequest) -> Any:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > settings.CHAT_MAX_BODY_BYTES:
+        err = errors.InvalidRequest("The request body is too large.", code="request_too_large")
+        err.status = 413
+        raise err
+    # request.read(), not request.body: inputs with images or long histories outgrow Django's
+    # 2.5 MB DATA_UPLOAD_MAX_MEMORY_SIZE; the limit is CHAT_MAX_BODY_BYTES, as for chat.
     try:
-        return orjson.loads(request.body or b"null")
+        return orjson.loads(request.read() or b"null")
     except orjson.JSONDecodeError:
         raise errors.InvalidRequest(
             "We could not parse the JSON body of your request.", code="invalid_json"
@@ -145,10 +153,14 @@ async def response_create(request: HttpRequest) -> HttpResponseBase:
     run = Run(row=row, request=create, principal=principal, context_items=items)
     if create.stream:
         return _sse(_live(run))
+    run.raise_rate_limit = True
     try:
         async for event in generate(run):
             if event["type"] in events.TERMINAL_EVENTS:
                 await run_sync(services.response_finish, row=row)
+    except errors.RateLimited:
+        await run_sync(services.response_discard, row=row)  # nothing was generated: nothing kept
+        raise
     except asyncio.CancelledError:
         # The client went away before the answer: the upstream is closed, the row must not
         # stay in_progress forever.

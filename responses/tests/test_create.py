@@ -361,3 +361,39 @@ def test_malformed_body_and_wrong_method(live_gateway: LiveGateway, project_key)
     assert_valid("ErrorResponse", wrong.json())
     bad_page = get(live_gateway, project_key[1], "/responses/resp_nope/input_items", limit=0)
     assert bad_page.status_code == 404  # the response is looked up first
+
+
+def test_large_inputs_and_the_body_limit(
+    live_gateway: LiveGateway, provider: Provider, upstream: FakeUpstream, project_key, settings
+) -> None:
+    text = "word " * 700_000  # 3.5 MB: more than Django's default upload limit
+    reply = post(live_gateway, project_key[1], "/responses", {"model": "fake-model", "input": text})
+    assert reply.status_code == 200, reply.text[:300]
+    assert _chat_body(upstream)["messages"][0]["content"] == text
+    settings.CHAT_MAX_BODY_BYTES = 100
+    refused = post(live_gateway, project_key[1], "/responses", {"model": "fake-model", "input": "x" * 200})
+    assert refused.status_code == 413
+    assert refused.json()["error"]["code"] == "request_too_large"
+
+
+def test_rate_limited_request_is_429_and_not_stored(live_gateway: LiveGateway, provider: Provider) -> None:
+    from organizations import services as organization_services
+    from organizations.tests.factories import make_project
+    from responses.tests.helpers import stream_events
+
+    project = make_project()
+    organization_services.project_rate_limit_set(
+        project=project, model="fake-model", actor=organization_services.SYSTEM, max_requests_per_1_minute=1
+    )
+    _, key = make_api_key(project=project)
+    assert post(live_gateway, key, "/responses", {"model": "fake-model", "input": "Hi"}).status_code == 200
+    refused = post(live_gateway, key, "/responses", {"model": "fake-model", "input": "Hi"})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert "retry-after" in refused.headers
+    close_old_connections()
+    assert Response.objects.count() == 1
+    # a stream has sent its status line already: the refusal is its response.failed
+    events = stream_events(live_gateway, key, {"model": "fake-model", "input": "Hi", "stream": True})
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["error"]["code"] == "rate_limit_exceeded"
