@@ -172,3 +172,20 @@ def test_requests_limit_holds_across_two_workers(
         if len(served) == 2:
             return
     pytest.fail(f"the requests never reached both workers: {served}")
+
+
+def test_request_id_reaches_audit_entries_through_the_asgi_server(live_gateway: LiveGateway) -> None:
+    from organizations.models import AuditLogEntry
+
+    project = make_project()
+    _, admin = make_api_key(org=project.organization, key_type=ApiKey.Type.ADMIN)
+    changed = httpx.post(
+        f"{live_gateway.url}/v1/organization/projects/{project.public_id}/rate_limits/rl_fake-model",
+        json={"max_requests_per_1_minute": 3},
+        headers={"Authorization": f"Bearer {admin}", "X-Request-ID": "req-audit-through-asgi"},
+        timeout=10,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.headers["x-request-id"] == "req-audit-through-asgi"
+    entry = AuditLogEntry.objects.get(action="rate_limit.created", project_id=project.public_id)
+    assert entry.request_id == "req-audit-through-asgi"
