@@ -19,9 +19,10 @@ from inference.tests.conftest import (  # noqa: F401 -- pytest fixtures, used by
 from responses.tests.workers import Workers
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_workers(django_db_setup: None, django_db_blocker) -> Iterator[Workers]:  # type: ignore[no-untyped-def]
-    """Two real worker processes for the whole session (they are slow to start)."""
+    """Two real worker processes for one test module. Not longer: they consume the shared
+    Celery queue, and other apps' tests may enqueue tasks they expect nobody to run."""
     with django_db_blocker.unblock():
         workers = Workers(2).start()
     yield workers
