@@ -214,3 +214,17 @@ def test_deleting_a_running_response_stops_its_worker(
     assert upstream.wait_for(lambda: upstream.disconnects == 1, timeout=1.0)
     with pytest.raises(openai.NotFoundError):
         sdk.responses.retrieve(response.id)
+
+
+def test_a_jwt_users_background_run(live_gateway: LiveGateway, provider: Provider) -> None:
+    login = httpx.post(f"{live_gateway.url}/v1/auth/guest-login", timeout=10)
+    assert login.status_code == 200, login.text
+    client = openai.OpenAI(
+        base_url=f"{live_gateway.url}/v1",
+        api_key=login.json()["access_token"],
+        max_retries=0,
+        _strict_response_validation=True,
+    )
+    response = client.responses.create(model="fake-model", input="Hi", background=True)
+    _wait(lambda: _status(client, response.id) == "completed")
+    assert client.responses.retrieve(response.id).output_text == "Hello from the fake model."
