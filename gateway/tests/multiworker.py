@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from django.conf import settings
 from django.db import connection
 
@@ -31,7 +32,15 @@ def _database_url() -> str:
 
 
 class UvicornWorkers:
-    def __init__(self, *, workers: int = 2, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, workers: int = 2, env: dict[str, str] | None = None, needs_redis: bool = False
+    ) -> None:
+        # The embedded default's test database (SQLite in memory) cannot be shared with another
+        # process; .ci/run provides PostgreSQL and Redis.
+        if connection.vendor != "postgresql":
+            pytest.skip("a server process shares the test database only on PostgreSQL")
+        if needs_redis and not settings.REDIS_URL:
+            pytest.skip("shared between processes through Redis; without REDIS_URL it is per process")
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

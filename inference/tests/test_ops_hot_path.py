@@ -79,18 +79,36 @@ def test_requests_limit_headers_and_429(live_gateway: LiveGateway, provider: Pro
     assert chat(live_gateway.url, raw, stream=True).status_code == 429
 
 
+def _tokens_recorded(key: ApiKey, expected: int) -> None:
+    """Usage is counted when the call is recorded, just after the answer: wait for it."""
+    assert key.project is not None
+    rule = (f"p{key.project.pk}", "fake-model", 0, 10, 0)
+    client = sync_client()
+    deadline = time.monotonic() + 5
+    total = 0
+    while time.monotonic() < deadline:
+        if client is not None:
+            total = sum(int(v) for v in client.hvals(ratelimits._keys(key.organization.public_id, rule)[1]))
+        else:  # the per-process fallback, in this process (the live gateway runs here)
+            total = sum(ratelimits._local._buckets.get(ratelimits._keys("", rule)[1], {}).values())
+        if total >= expected:
+            return
+        time.sleep(0.02)
+    pytest.fail(f"{total} tokens recorded, {expected} expected")
+
+
 def test_token_limit_refuses_after_recorded_usage(live_gateway: LiveGateway, provider: Provider) -> None:
-    _, raw = limited_key(max_tokens_per_1_minute=10)
+    key, raw = limited_key(max_tokens_per_1_minute=10)
     first = chat(live_gateway.url, raw)
     assert first.status_code == 200
     assert first.headers["x-ratelimit-remaining-tokens"] == "10"
     assert first.json()["usage"]["total_tokens"] == 8
-    time.sleep(0.2)  # usage is counted when the call is recorded, just after the answer
+    _tokens_recorded(key, 8)
     second = chat(live_gateway.url, raw, stream=True)  # 8 < 10: admitted; its usage comes from the stream
     assert second.status_code == 200
     assert second.headers["x-ratelimit-remaining-tokens"] == "2"
     assert second.text.rstrip().endswith("data: [DONE]")
-    time.sleep(0.2)
+    _tokens_recorded(key, 16)
     refused = chat(live_gateway.url, raw)
     assert refused.status_code == 429
     assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
@@ -110,17 +128,26 @@ def test_no_limits_no_headers_and_metrics_count(live_gateway: LiveGateway, provi
 
     from gateway.tests.test_metrics import value
 
-    after = metrics.render().decode()
-    tokens = value(after, "gen_ai_client_token_usage_total", project_id=project.public_id)
-    assert tokens == 16  # 2 x (2 input + 6 output)
     ops = "gen_ai_client_operation_duration_seconds_count"
     labels = {"gen_ai_request_model": "fake-model", "gen_ai_provider_name": provider.public_id}
-    assert (value(after, ops, **labels) or 0) - (value(before, ops, **labels) or 0) == 2
-    ttft = "gen_ai_server_time_to_first_token_seconds_count"
-    assert (value(after, ttft, **labels) or 0) - (value(before, ttft, **labels) or 0) == 1  # streams only
     route = {"http_route": "/v1/chat/completions", "http_response_status_code": "200"}
     count = "http_server_request_duration_seconds_count"
-    assert (value(after, count, **route) or 0) - (value(before, count, **route) or 0) == 2
+
+    def grew(text: str, name: str, **wanted: str) -> float:
+        return (value(text, name, **wanted) or 0) - (value(before, name, **wanted) or 0)
+
+    # A stream is counted when the server has finished it, which may be just after the client
+    # read its last byte: wait for it.
+    deadline = time.monotonic() + 5
+    while True:
+        after = metrics.render().decode()
+        if grew(after, count, **route) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert value(after, "gen_ai_client_token_usage_total", project_id=project.public_id) == 16  # 2 x (2 + 6)
+    assert grew(after, ops, **labels) == 2
+    assert grew(after, "gen_ai_server_time_to_first_token_seconds_count", **labels) == 1  # streams only
+    assert grew(after, count, **route) == 2
     assert value(after, "gateway_streams_in_flight") == value(before, "gateway_streams_in_flight")
 
 
@@ -147,6 +174,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[UvicornWorkers, Path]]:
     server = UvicornWorkers(
         workers=2,
         env={"PROMETHEUS_MULTIPROC_DIR": str(directory), "MODEL_REGISTRY_REFRESH_SECONDS": "0"},
+        needs_redis=True,
     )
     server.start(ready=directory)
     yield server, directory
