@@ -326,3 +326,51 @@ async def test_modern_listen_ends_when_the_key_is_disabled(mcp_gateway: GatewayP
         async with asyncio.timeout(8):  # checked at every keep-alive (1 s here)
             events = [event async for event in subscription]
     assert events == []  # closed gracefully by the server, nothing delivered
+
+
+def _org_key_in_two_projects() -> tuple[str, str, str, Conversation]:
+    """An organization key, two projects of its organization, and a conversation in the first."""
+    from organizations.models import ApiKey
+    from organizations.tests.factories import make_org, make_project
+
+    org = make_org()
+    first, second = make_project(org=org), make_project(org=org)
+    _, raw = make_api_key(org=org, key_type=ApiKey.Type.ORGANIZATION)
+    principal = principal_from_headers({"Authorization": f"Bearer {raw}", "OpenAI-Project": first.public_id})
+    conversation = conversation_services.conversation_create(principal=principal, title="Project A only")
+    return raw, first.public_id, second.public_id, conversation
+
+
+async def test_one_key_in_two_projects_sees_each_projects_own_resources_and_sessions(
+    mcp_gateway: GatewayProcess,
+) -> None:
+    raw, first, second, conversation = await run_sync(_org_key_in_two_projects)
+    uri = f"conversation://{conversation.public_id}"
+    async with mcp_client(mcp_gateway, raw, mode="legacy", headers={"OpenAI-Project": first}) as client:
+        assert [r.uri for r in (await client.list_resources()).resources] == [uri]
+    async with mcp_client(mcp_gateway, raw, mode="legacy", headers={"OpenAI-Project": second}) as client:
+        assert (await client.list_resources()).resources == []
+        with pytest.raises(MCPError, match="Resource not found"):
+            await client.read_resource(uri)
+
+    # A session belongs to the key *in its project*: the same key elsewhere cannot use it.
+    base = {"Authorization": f"Bearer {raw}", "Accept": "application/json, text/event-stream"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    async with httpx.AsyncClient(base_url=mcp_gateway.url, headers=base, timeout=10) as http:
+        opened = await http.post("/v1/mcp", json=initialize, headers={"OpenAI-Project": first})
+        session = opened.headers["mcp-session-id"]
+        elsewhere = await http.post(
+            "/v1/mcp",
+            json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+            headers={"OpenAI-Project": second, "Mcp-Session-Id": session},
+        )
+    assert elsewhere.status_code == 404
