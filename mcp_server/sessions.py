@@ -171,8 +171,6 @@ class Hub:
         self._listener: asyncio.Task[None] | None = None
         self._slots = 0
 
-    # --- legacy GET streams -------------------------------------------------------------
-
     # --- stream slots (both eras): long-lived, so each worker caps how many it holds -------
 
     def take_slot(self) -> None:
@@ -182,6 +180,8 @@ class Hub:
 
     def give_slot(self) -> None:
         self._slots = max(0, self._slots - 1)
+
+    # --- legacy GET streams -------------------------------------------------------------
 
     def open_stream(self, session_id: str) -> asyncio.Queue[bytes | None]:
         """Raises StreamLimitReached when this worker already holds MCP_MAX_STREAMS streams."""
@@ -311,7 +311,8 @@ def publish_resource_updated(uri: str) -> None:
     with _hubs_lock:
         targets = list(_hubs.values())
     for target in targets:
-        if not target.loop.is_closed():
+        # A loop may close between the look and the call (tests, shutdown): nothing to tell it.
+        with contextlib.suppress(RuntimeError):
             target.loop.call_soon_threadsafe(_schedule(target.deliver, uri))
 
 
