@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +34,9 @@ def registry_bump() -> None:
     """Tell every web worker to reload the registry now rather than at its next periodic reload."""
     client = sync_client()
     if client is not None:
-        client.incr(REGISTRY_VERSION_KEY)
+        # A fresh random token, not a counter: after a Redis restart or flush a counter would
+        # count 1, 2, … again and a worker that last saw "2" would miss the next change.
+        client.set(REGISTRY_VERSION_KEY, uuid.uuid4().hex)
 
 
 def validate_base_url(base_url: str, *, public_only: bool) -> str:
