@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import gzip
 import http.server
+import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -180,3 +182,50 @@ def test_continuous_profiles_reach_pyroscope(pyroscope: _Pyroscope) -> None:
     payload = gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body
     assert b"jan-gateway-under-test" in payload
     assert b"web" in payload  # the process tag
+
+
+def test_celery_worker_processes_push_profiles(pyroscope: _Pyroscope) -> None:
+    if not django_settings.REDIS_URL:
+        pytest.skip("the worker needs a broker it can reach from another process (.ci/run has Redis)")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("PYROSCOPE_")},
+        "DJANGO_SETTINGS_MODULE": "gateway.settings",
+        "GATEWAY_ENV": "test",
+        "REDIS_URL": django_settings.REDIS_URL,
+        "PYROSCOPE_SERVER_ADDRESS": f"http://127.0.0.1:{pyroscope.server_address[1]}",
+        "PYROSCOPE_UPLOAD_INTERVAL_SECONDS": "1",
+    }
+    worker = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "celery", "-A", "gateway", "worker", "--pool", "prefork"),
+            *("--concurrency", "1", "-Q", "ops-profiling-test", "--without-heartbeat", "--without-gossip"),
+            *("--without-mingle", "--loglevel", "WARNING"),
+        ],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    from celery import signature
+
+    from gateway.celery import app
+
+    # An idle worker has no CPU samples to send: give it work (Celery's own built-in tasks).
+    busy = [dict(signature("celery.accumulate")), list(range(100_000))]
+    try:
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and not any(
+            b"celery-worker" in gzip.decompress(body) for _, _, body in list(pyroscope.pushes)
+        ):
+            assert worker.poll() is None, worker.stderr.read().decode() if worker.stderr else ""
+            app.send_task("celery.map", args=busy, queue="ops-profiling-test")
+            time.sleep(1)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+        from gateway.redis import sync_client
+
+        client = sync_client()
+        if client is not None:
+            client.delete("ops-profiling-test")  # work the worker did not get to
+    assert any(b"celery-worker" in gzip.decompress(body) for _, _, body in pyroscope.pushes)
