@@ -219,6 +219,15 @@ UNLIMITED = Admission(headers={})
 _pending: set[asyncio.Task[None]] = set()
 
 
+async def drain() -> None:
+    """Wait for the `finish_soon` work of this loop: for a loop that stops between runs (a
+    Celery task's), so its token usage is counted now rather than when the loop runs again."""
+    loop = asyncio.get_running_loop()
+    waiting = [task for task in _pending if task.get_loop() is loop]
+    if waiting:
+        await asyncio.gather(*waiting, return_exceptions=True)
+
+
 def _applicable(principal: Principal, model: str) -> tuple[RateRule, ...]:
     return tuple(rule for rule in principal.rate_limits if rule[1] == _ALL or rule[1] == model)
 

@@ -272,6 +272,16 @@ async def test_token_limit_refuses_once_recorded_usage_passes_it() -> None:
     assert "tokens per min" in refused.value.message
 
 
+async def test_finish_soon_is_counted_by_drain() -> None:
+    caller = principal(("k3", "*", 0, 5, 1))
+    admission = await ratelimits.admit(caller, model="m", stream=True)
+    admission.finish_soon(total_tokens=7)  # from sync code, as the usage record calls it
+    await ratelimits.drain()
+    with pytest.raises(RateLimited) as refused:  # 7 tokens counted > 5; the stream slot is free
+        await ratelimits.admit(caller, model="m", stream=True)
+    assert "tokens per min" in refused.value.message
+
+
 async def test_concurrent_streams_are_leased_and_given_back() -> None:
     caller = principal(("k1", "*", 0, 0, 2))
     first = await ratelimits.admit(caller, model="m", stream=True)
