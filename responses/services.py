@@ -242,6 +242,7 @@ def _is_cancelled(response_pk: int) -> bool:
 async def run_background(row: Response) -> None:
     """Generate a claimed background response, watching for a cancel all along."""
     from inference.usage import usage_buffer
+    from organizations import ratelimits
 
     run = await run_sync(_run_context, row)
     sequencer = events.Sequencer(start=2)  # created + queued were logged at creation
@@ -281,6 +282,7 @@ async def run_background(row: Response) -> None:
         for task in (worker, watcher):
             task.cancel()
         await usage_buffer.flush()
+        await ratelimits.drain()  # token limits count this run's usage now, not at the next run
 
 
 _loop_lock = threading.Lock()

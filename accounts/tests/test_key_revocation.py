@@ -56,10 +56,14 @@ def test_revocation_reaches_another_process_within_a_second() -> None:
     assert worker.stdout.readline().strip() == "usable"  # warm in the other process
     revoked_at = time.monotonic()
     services.api_key_delete(key=key)
-    lines = [line.strip() for line in worker.stdout]
-    refused_after = time.monotonic() - revoked_at
-    worker.wait(timeout=5)
-    assert lines[-1] == "refused"
+    # Timed at the verdict, not at the process's exit (interpreter shutdown is not revocation).
+    refused_after = None
+    for line in worker.stdout:
+        if line.strip() == "refused":
+            refused_after = time.monotonic() - revoked_at
+            break
+    worker.wait(timeout=10)
+    assert refused_after is not None, "the other process never saw the key refused"
     assert refused_after < 1.5  # 1 s local tier + polling and process slack
 
 
