@@ -131,7 +131,9 @@ def test_operator_revokes_a_key_in_admin_and_the_api_refuses_it(
     page.wait_for_selector("#site-name")
     page.goto(f"{live_gateway.url}/admin/organizations/apikey/")
     page.fill("#searchbar", "ci-runner")
-    page.press("#searchbar", "Enter")
+    with page.expect_navigation():
+        page.press("#searchbar", "Enter")
+    page.wait_for_selector("#result_list")
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     assert raw not in page.content()  # the secret never reaches the page
