@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -8,6 +9,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from gateway.errors import InvalidRequest
 from inference import crypto, services
@@ -104,10 +106,27 @@ class ProviderAdmin(admin.ModelAdmin[Provider]):
             self.message_user(request, f"{provider.name}: {state}", messages.INFO)
 
 
+class RecentPeriodFilter(admin.SimpleListFilter):
+    """Rolling windows (the last 24 hours, 7 days, 30 days) for the per-project summary."""
+
+    title = "period"
+    parameter_name = "period"
+    _HOURS = {"24h": 24, "7d": 24 * 7, "30d": 24 * 30}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("30d", "Last 30 days")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
+        hours = self._HOURS.get(self.value() or "")
+        if hours is None:
+            return queryset
+        return queryset.filter(created_at__gte=timezone.now() - timedelta(hours=hours))
+
+
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
     list_display = ("created_at", "organization", "project", "model", "total_tokens", "latency_ms", "outcome")
-    list_filter = ("outcome", "stream", "model", "project")
+    list_filter = (RecentPeriodFilter, "outcome", "stream", "model", "project")
     date_hierarchy = "created_at"
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:

@@ -254,3 +254,27 @@ def test_report_adds_up_to_rows_of_real_calls(live_gateway: LiveGateway, provide
     ).json()
     assert totals(page) == (recorded["i"], recorded["o"], 3) == (9, 18, 3)
     assert {r["api_key_id"] for b in page["data"] for r in b["results"]} == {key.public_id}
+
+
+def test_admin_summary_over_the_last_day_and_week(admin_user: Any) -> None:
+    from django.utils import timezone
+
+    owner = make_user()
+    org = make_org(owner=owner)
+    project = make_project(org=org)
+    key, _ = make_api_key(project=project, user=owner)
+    now = timezone.now()
+    row(org, project, key, "m", now - timedelta(hours=2), 10, 1)  # in the last day
+    row(org, project, key, "m", now - timedelta(days=3), 20, 2)  # in the last week only
+    row(org, project, key, "m", now - timedelta(days=20), 40, 4)  # in neither
+    client = Client()
+    client.force_login(admin_user)
+
+    def summary(period: str) -> str:
+        html = client.get("/admin/inference/usagerecord/", {"period": period}).content.decode()
+        return html.split('id="usage-by-project"')[1].split("</table>")[0]
+
+    assert "<td>11</td>" in summary("24h")
+    assert "<td>33</td>" not in summary("24h")
+    assert "<td>33</td>" in summary("7d")
+    assert "<td>77</td>" in summary("30d")
