@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
@@ -36,7 +37,7 @@ _ERRORS_BY_STATUS: dict[int, type[errors.GatewayError]] = {
 }
 
 
-def _request_id_from(header: str | None) -> str:
+def request_id_from(header: str | None) -> str:
     """Keep a caller's id only if it is short and plain; anything else could forge log lines."""
     if header and _REQUEST_ID.match(header):
         return header
@@ -55,28 +56,21 @@ class RequestContextMiddleware:
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         started = time.perf_counter()
-        request_id = _request_id_from(request.headers.get("X-Request-ID"))
+        request_id = request_id_from(request.headers.get("X-Request-ID"))
         token = context.begin(request_id=request_id)
         try:
             response = await self.get_response(request)
             response = _ensure_json_error(request, response)
             response["X-Request-ID"] = request_id
             response.setdefault("X-Content-Type-Options", "nosniff")
-            state = context.current() or {}
-            elapsed = time.perf_counter() - started
-            metrics.request_observed(_route_of(request), request.method or "", response.status_code, elapsed)
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "latency_ms": round(elapsed * 1000, 2),
-                    "client_ip": request.META.get("REMOTE_ADDR"),
-                    "streaming": response.streaming,
-                    **state.get("log", {}),
-                },
+            log_request(
+                route=_route_of(request),
+                method=request.method or "",
+                path=request.path,
+                status=response.status_code,
+                started=started,
+                client_ip=request.META.get("REMOTE_ADDR"),
+                streaming=response.streaming,
             )
             return response
         finally:
@@ -87,6 +81,33 @@ def _route_of(request: HttpRequest) -> str:
     """The route template as the metrics label: raw paths would make a time series per id."""
     match = request.resolver_match
     return "/" + str(match.route) if match is not None else "unmatched"
+
+
+def log_request(
+    *,
+    route: str,
+    method: str,
+    path: str,
+    status: int,
+    started: float,
+    client_ip: str | None,
+    streaming: bool | None = None,
+) -> None:
+    """The one access line and request metric per request, for Django and the raw ASGI apps
+    (hot path, MCP) alike; the ids the principal bound to the context go on the line."""
+    elapsed = time.perf_counter() - started
+    metrics.request_observed(route, method, status, elapsed)
+    line: dict[str, Any] = {
+        "request_id": context.request_id(),
+        "method": method,
+        "path": path,
+        "status": status,
+        "latency_ms": round(elapsed * 1000, 2),
+        "client_ip": client_ip,
+    }
+    if streaming is not None:
+        line["streaming"] = streaming
+    access_log.info("request", extra={**line, **(context.current() or {}).get("log", {})})
 
 
 def _ensure_json_error(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,8 +26,8 @@ import orjson
 from django.conf import settings
 
 from accounts.auth import AsgiHeaders, Headers, aprincipal_from_headers
-from gateway import context, errors, metrics
-from gateway.middleware import _request_id_from
+from gateway import context, errors
+from gateway.middleware import log_request, request_id_from
 from inference import chat
 from inference.registry import registry
 from inference.selectors import Route
@@ -37,8 +36,6 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-access_log = logging.getLogger("gateway.access")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 CHAT_PATH = "/v1/chat/completions"
@@ -167,28 +164,21 @@ class HotPath:
     async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = AsgiHeaders(scope["headers"])
-        request_id = _request_id_from(headers.get("x-request-id"))
+        request_id = request_id_from(headers.get("x-request-id"))
         token = context.begin(request_id=request_id)
         state: dict[str, Any] = {"status": 500, "streaming": False}
         try:
             await self._dispatch(scope, headers, receive, send, request_id, state)
         finally:
-            elapsed = time.perf_counter() - started
-            metrics.request_observed(_route_label(scope["path"]), scope["method"], state["status"], elapsed)
-            log = (context.current() or {}).get("log", {})
             client = scope.get("client")
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": state["status"],
-                    "latency_ms": round(elapsed * 1000, 2),
-                    "client_ip": client[0] if client else None,
-                    "streaming": state["streaming"],
-                    **log,
-                },
+            log_request(
+                route=_route_label(scope["path"]),
+                method=scope["method"],
+                path=scope["path"],
+                status=state["status"],
+                started=started,
+                client_ip=client[0] if client else None,
+                streaming=state["streaming"],
             )
             context.end(token)
 

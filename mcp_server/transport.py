@@ -25,7 +25,6 @@ import contextlib
 import logging
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,7 +36,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from accounts.auth import AsgiHeaders, Principal, aprincipal_from_headers
-from gateway import context, metrics
+from gateway import context
 from gateway.asgi import Message, Mount, Receive, Scope, Send
 from gateway.errors import (
     Forbidden,
@@ -47,15 +46,14 @@ from gateway.errors import (
     NotFound,
     ServerError,
 )
+from gateway.middleware import log_request, request_id_from
 from mcp_server import sessions
 from mcp_server.server import PRINCIPAL_KEY, REQUEST_ID_KEY, SESSION_KEY, build_server
 
 logger = logging.getLogger(__name__)
-access_log = logging.getLogger("gateway.access")
 
 PATHS = frozenset({"/v1/mcp", "/v1/conv/mcp"})
 SESSION_HEADER = "mcp-session-id"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 _CORS_ALLOW_HEADERS = (
     "authorization, content-type, accept, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, "
     "last-event-id, openai-organization, openai-project, x-request-id"
@@ -235,8 +233,7 @@ class McpApp:
                 await send({"type": "websocket.close", "code": 1000})
             return
         headers = AsgiHeaders(scope.get("headers", []))
-        incoming = headers.get("x-request-id")
-        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        request_id = request_id_from(headers.get("x-request-id"))
         token = context.begin(request_id=request_id)
         started = time.perf_counter()
         status = 0
@@ -257,21 +254,14 @@ class McpApp:
             if status == 0:
                 await _send_error(send_with_id, ServerError("The server had an error."))
         finally:
-            state = context.current() or {}
-            elapsed = time.perf_counter() - started
             route = scope["path"].rstrip("/") if scope["path"].rstrip("/") in PATHS else "unmatched"
-            metrics.request_observed(route, scope.get("method", ""), status, elapsed)
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope.get("method"),
-                    "path": scope.get("path"),
-                    "status": status,
-                    "latency_ms": round(elapsed * 1000, 2),
-                    "client_ip": (scope.get("client") or [None])[0],
-                    **state.get("log", {}),
-                },
+            log_request(
+                route=route,
+                method=scope.get("method", ""),
+                path=scope.get("path", ""),
+                status=status,
+                started=started,
+                client_ip=(scope.get("client") or [None])[0],
             )
             context.end(token)
 
