@@ -27,13 +27,34 @@ from gateway.errors import InvalidRequest
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def is_public(address: IPAddress) -> bool:
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(address: IPAddress, *, allow_loopback: bool = False) -> bool:
     """Globally routable unicast only: no loopback, private, link-local (cloud metadata),
-    shared (100.64/10), unspecified (0.0.0.0), multicast or reserved; IPv4-mapped IPv6
-    addresses are judged by the IPv4 address they carry."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
+    shared (100.64/10), unspecified (0.0.0.0), multicast or reserved. An IPv4 address carried
+    inside IPv6 (mapped, NAT64, 6to4, Teredo) is judged as that IPv4 address. The one policy
+    for every outbound URL a caller controls: tenants' providers and the MCP page fetch."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        else:
+            embedded = (
+                address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
+            )
+            if embedded is not None:
+                address = embedded
+            elif address.is_site_local:
+                return False
+    if address.is_loopback:
+        return allow_loopback
+    return address.is_global and not (
+        address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or address.is_link_local
+        or address.is_private
+    )
 
 
 class PrivateAddressRefused(aiohttp.ClientConnectionError):

@@ -30,6 +30,8 @@ import httpcore
 import httpx
 from django.conf import settings
 
+from inference import netguard
+
 logger = logging.getLogger(__name__)
 
 USER_AGENT = "JanGateway-WebFetch/1.0 (+https://jan.ai)"
@@ -48,7 +50,6 @@ _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "text/xml", "appl
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _HARD_MAX_CHARS = 200_000
 # NAT64 embeds an IPv4 address in IPv6; a gateway with NAT64 routing would reach it.
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 @dataclass
@@ -234,25 +235,13 @@ class FetchFailed(Exception):
 
 
 def address_allowed(address: str, *, allow_loopback: bool = False) -> bool:
-    """Only globally routable unicast addresses; IPv4 embedded in IPv6 is judged as IPv4."""
+    """Only globally routable unicast addresses (inference.netguard's policy, shared with
+    tenants' model servers); a scoped IPv6 literal is judged without its zone."""
     try:
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in _NAT64:
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        else:
-            embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-            if embedded is not None:
-                ip = embedded
-            elif ip.is_site_local:
-                return False
-    if ip.is_loopback:
-        return allow_loopback
-    return ip.is_global and not (
-        ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_link_local or ip.is_private
-    )
+    return netguard.is_public(ip, allow_loopback=allow_loopback)
 
 
 def check_url(url: str) -> str:

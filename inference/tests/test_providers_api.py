@@ -138,6 +138,8 @@ def test_roles_and_isolation(settings: Any, upstream: FakeUpstream, tenant: dict
         "http://0.0.0.0:8000",
         "http://[::1]:8000",
         "http://[::ffff:127.0.0.1]:8000",
+        "http://[2002:7f00:1::]:8000",  # 6to4 carrying 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]",  # NAT64 carrying 169.254.169.254
         "http://100.64.0.1",
     ],
 )
