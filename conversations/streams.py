@@ -33,6 +33,7 @@ from conversations.turns import Reply, Turn
 from gateway import errors
 from gateway.background import fire_and_forget, run_sync
 from inference import chat, hotpath
+from inference.views_chat import django_response
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +173,4 @@ def _prepare_chat(principal: Principal, body: dict[str, Any]) -> Turn:
 @require_GET
 async def conv_models(request: HttpRequest) -> HttpResponseBase:
     """`/v1/models`, answered by the same handler."""
-    reply = await hotpath.models_list(request.headers)
-    response = HttpResponse(reply.body, status=reply.status, content_type="application/json")
-    for name, value in reply.headers.items():
-        response[name] = value
-    return response
+    return django_response(await hotpath.models_list(request.headers))

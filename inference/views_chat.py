@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from inference import hotpath
 
 
-def _django_response(reply: hotpath.Reply) -> HttpResponseBase:
+def django_response(reply: hotpath.Reply) -> HttpResponseBase:
     response: HttpResponseBase
     if reply.stream is not None:
         response = StreamingHttpResponse(reply.stream, status=reply.status, content_type="text/event-stream")
@@ -28,14 +28,14 @@ def _django_response(reply: hotpath.Reply) -> HttpResponseBase:
 @csrf_exempt
 @require_POST
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
-    return _django_response(await hotpath.chat_completions(request.headers, request.body))
+    return django_response(await hotpath.chat_completions(request.headers, request.body))
 
 
 @require_GET
 async def models_list(request: HttpRequest) -> HttpResponseBase:
-    return _django_response(await hotpath.models_list(request.headers))
+    return django_response(await hotpath.models_list(request.headers))
 
 
 @require_GET
 async def model_retrieve(request: HttpRequest, model: str) -> HttpResponseBase:
-    return _django_response(await hotpath.model_retrieve(request.headers, model))
+    return django_response(await hotpath.model_retrieve(request.headers, model))
