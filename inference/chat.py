@@ -292,8 +292,9 @@ async def open_chat(principal: Principal, body: dict[str, Any], raw: bytes | Non
     return Opened(call=call, response=response, wants_usage=wants_usage)
 
 
-async def read_completion(opened: Opened) -> bytes:
-    """A non-stream answer: its bytes as the upstream sent them, usage recorded."""
+async def read_completion(opened: Opened) -> tuple[bytes, dict[str, Any]]:
+    """A non-stream answer: its bytes as the upstream sent them (the proxy relays these) and
+    the object they hold (callers that store it), usage recorded."""
     call, response = opened.call, opened.response
     try:
         raw = await response.read()
@@ -317,7 +318,7 @@ async def read_completion(opened: Opened) -> bytes:
     usage = parsed.get("usage")
     call.usage = usage if isinstance(usage, dict) else None
     call.record()
-    return raw
+    return raw, parsed
 
 
 def _usage_of(event: bytes) -> tuple[dict[str, Any] | None, bool]:
@@ -415,7 +416,7 @@ async def complete(principal: Principal, body: dict[str, Any]) -> dict[str, Any]
     """One non-stream chat completion, parsed. Raises GatewayError (4xx/5xx), usage recorded."""
     validate_chat_body(body)
     opened = await open_chat(principal, {**body, "stream": False})
-    parsed: dict[str, Any] = orjson.loads(await read_completion(opened))
+    _, parsed = await read_completion(opened)
     return parsed
 
 

@@ -71,7 +71,8 @@ async def chat_completions(headers: Headers, raw: bytes) -> Reply:
         limits = opened.call.admission.headers  # x-ratelimit-*, when the caller has limits
         if opened.call.stream and opened.is_sse:
             return Reply(stream=chat.relay_sse(opened), headers={**SSE_HEADERS, **limits})
-        return Reply(body=await chat.read_completion(opened), headers=dict(limits))
+        raw_answer, _ = await chat.read_completion(opened)
+        return Reply(body=raw_answer, headers=dict(limits))
     except errors.GatewayError as err:
         return Reply.error(err)
 
