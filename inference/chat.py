@@ -180,7 +180,7 @@ def upstream_error(status: int, raw: bytes) -> errors.GatewayError:
     return err
 
 
-def _model_not_found(model: str) -> errors.NotFound:
+def model_not_found(model: str) -> errors.NotFound:
     return errors.NotFound(
         f"The model '{model}' does not exist or you do not have access to it.",
         param="model",
@@ -268,7 +268,7 @@ async def open_chat(principal: Principal, body: dict[str, Any], raw: bytes | Non
     call = Call(principal=principal, model=model, stream=bool(body.get("stream")))
     routes, known = await registry.routes_for(model, principal.organization_id, principal.project_id)
     if not known:
-        raise _model_not_found(model)
+        raise model_not_found(model)
     # After the model check, so a mistyped model costs no quota. Raises RateLimited (429).
     call.admission = await ratelimits.admit(principal, model=model, stream=call.stream)
     wants_usage = False

@@ -94,7 +94,7 @@ async def model_retrieve(headers: Headers, model: str) -> Reply:
     for route in await registry.models_for(principal.organization_id, principal.project_id):
         if route.model_id == model:
             return Reply.json(model_object(route))
-    return Reply.error(chat._model_not_found(model))
+    return Reply.error(chat.model_not_found(model))
 
 
 def model_object(route: Route) -> dict[str, Any]:
