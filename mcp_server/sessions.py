@@ -31,6 +31,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
 from gateway.redis import async_client, sync_client
 
 logger = logging.getLogger(__name__)
+_LISTENER_STOP_SECONDS = 2.0
 
 CHANNEL = "mcp:resource-updated"
 _PREFIX = "mcp:"
@@ -231,8 +232,11 @@ class Hub:
                     queue.put_nowait(None)
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+            # Bounded: redis-py can swallow a cancellation that lands while it connects or
+            # subscribes, and an unbounded await then hangs shutdown (seen in CI, 2 runs in 6).
+            _, pending = await asyncio.wait({self._listener}, timeout=_LISTENER_STOP_SECONDS)
+            if pending:
+                logger.warning("mcp resource listener did not stop in time; leaving it behind")
             self._listener = None
 
     async def _listen(self) -> None:
