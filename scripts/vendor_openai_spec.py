@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.schema import schema_refs  # noqa: E402 -- needs the project root on the path
 
-DEFAULT_SPEC = ROOT.parent / "shared" / "openai" / "openapi.json"
+DEFAULT_SPEC = ROOT / "tests" / "openai" / "openapi.json"
 OUTPUT = ROOT / "gateway" / "openapi" / "openai.json"
 
 # (method, OpenAI path): the operations whose wire format we mirror exactly.

@@ -1,8 +1,9 @@
-"""Validate bodies against the official OpenAI OpenAPI spec (shared/openai/openapi.json).
+"""Validate bodies against the official OpenAI OpenAPI spec, vendored in tests/openai/ (MIT).
 
-The spec needs three in-memory patches to be usable with a Draft 2020-12 validator (see
-shared/reference/openai-contract.md §8.2): drop `discriminator`, turn `nullable: true` into
-`anyOf [..., null]`, and allow `usage: null` on Response.
+The spec needs three in-memory patches to be usable with a Draft 2020-12 validator: its
+`discriminator` keywords name mappings a plain JSON Schema validator cannot follow (drop them),
+OpenAPI 3.0-style `nullable: true` becomes `anyOf [..., null]`, and Response allows `usage: null`
+(OpenAI sends null usage on in-progress responses although the schema says object).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "openai" / "openapi.json"
+SPEC_PATH = Path(__file__).resolve().parent / "openai" / "openapi.json"
 
 
 def _patch(node: Any, relax_oneof: bool) -> Any:
