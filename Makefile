@@ -5,15 +5,28 @@ PORT ?= 8080
 export PORT
 APPS := gateway accounts organizations conversations responses inference mcp_server
 
-.PHONY: install run test lint typecheck checks pytest bench migrate
+.PHONY: install install-dev run test test-fast lint typecheck checks pytest bench migrate
 
-$(VENV)/.installed: requirements.lock
+# uv installs the pinned tree in about a fifth of pip's time (measured on a cold cache: 10 s
+# against 51 s for the runtime tree); pip only bootstraps uv itself.
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+
+$(UV):
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# The runtime tree (requirements.lock) for `make run`; the test tools on top for `make test`.
+$(VENV)/.installed-run: requirements.lock | $(UV)
+	$(UV) pip install --quiet --python $(PY) -r requirements.lock
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed-dev: requirements.lock requirements-dev.lock | $(UV)
+	$(UV) pip install --quiet --python $(PY) -r requirements-dev.lock
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+install-dev: $(VENV)/.installed-dev
 
 migrate: install
 	$(PY) manage.py migrate --noinput
@@ -27,22 +40,31 @@ run: migrate
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(VENV)/bin/honcho start --no-prefix -f Procfile
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 
-typecheck: install
+typecheck: install-dev
 	$(VENV)/bin/mypy $(APPS)
 
-checks: install
+checks: install-dev
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
 
-pytest: install
-	$(VENV)/bin/pytest -q
+# In-process tests spread over the cores (pytest-xdist gives each worker its own test database and
+# Redis db); the tests that start processes (`slow`: uvicorn and Celery subprocesses, a browser,
+# npx) run after them one at a time, since several at once on two cores would starve their deadlines.
+PYTEST_WORKERS ?= auto
+pytest: install-dev
+	$(VENV)/bin/pytest -q -m "not slow" -n $(PYTEST_WORKERS)
+	$(VENV)/bin/pytest -q -m slow
 
 # The whole suite, against PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set, else embedded.
 test: lint typecheck checks pytest
 
-bench: install
+# The inner loop: everything but the process-starting tests, no lint/type checks.
+test-fast: install-dev
+	$(VENV)/bin/pytest -q -m "not slow" -n $(PYTEST_WORKERS)
+
+bench: install-dev
 	$(PY) bench/run.py

@@ -1,0 +1,101 @@
+"""The suite's own pytest plugin (loaded by `-p tests.plugin` in pyproject.toml).
+
+1. Parallel runs (pytest-xdist): each worker process gets its own Redis database. The suite
+   empties the Redis database after every test (`cache.clear()` flushes the db, which also holds
+   the broker and the limiter's counters), so two workers sharing one would wipe each other's keys.
+   This runs when the plugin is imported, before Django reads its settings; processes a test
+   starts inherit the worker's REDIS_URL.
+
+2. Marks the tests that start operating-system processes as `slow`, so `make test-fast` can skip them.
+
+A test is slow when it is marked `@pytest.mark.slow` by hand, or when its own code or one of the
+fixtures it uses starts a process (a uvicorn or Celery subprocess), or its module drives a browser
+or `npx`: the markers follow the code, so a new test that launches the gateway in a subprocess is
+classed without anyone remembering to mark it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REDIS_DATABASES = 16  # Redis' default `databases` setting
+
+
+def _own_redis_database_per_xdist_worker() -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    url = os.environ.get("REDIS_URL", "")
+    if not worker.startswith("gw") or not url:
+        return
+    base, _, database = url.rpartition("/")
+    if not base.startswith("redis") or not database.isdigit():
+        return  # a URL without an explicit database: leave it alone rather than guess
+    own = (int(database) + 1 + int(worker[2:])) % REDIS_DATABASES
+    os.environ["REDIS_URL"] = f"{base}/{own}"
+
+
+_own_redis_database_per_xdist_worker()
+
+# What starting a process looks like in this code base's tests and their launchers.
+_STARTS_PROCESSES = re.compile(
+    r"\bsubprocess\.|\bUvicornWorkers\b|\bGatewayProcess\b|\bWorkers\(|\bcelery_workers\b"
+    r"|\bcreate_subprocess_exec\b"
+)
+# Modules whose helpers start a browser or a Node tool for every test in them.
+_MODULE_STARTS_PROCESSES = re.compile(r"\bplaywright\b|\bnpx\b")
+
+
+@cache
+def _source_starts_processes(source: str) -> bool:
+    return bool(_STARTS_PROCESSES.search(source))
+
+
+@cache
+def _module_starts_processes(module: ModuleType) -> bool:
+    try:
+        return bool(_MODULE_STARTS_PROCESSES.search(inspect.getsource(module)))
+    except (OSError, TypeError):
+        return False
+
+
+def _code_starts_processes(func: Any) -> bool:
+    try:
+        return _source_starts_processes(inspect.getsource(func))
+    except (OSError, TypeError):
+        return False
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    if item.get_closest_marker("slow") is not None:
+        return True
+    module = getattr(item, "module", None)
+    if module is not None and _module_starts_processes(module):
+        return True
+    function = getattr(item, "function", None)
+    if function is not None and _code_starts_processes(function):
+        return True
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    if fixture_info is None:
+        return False
+    for definitions in fixture_info.name2fixturedefs.values():
+        if any(_code_starts_processes(definition.func) for definition in definitions):
+            return True
+    return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: starts operating-system processes (skipped by `make test-fast`)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_slow(item) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
