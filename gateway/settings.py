@@ -395,7 +395,11 @@ SPECTACULAR_SETTINGS = {
     "APPEND_COMPONENTS": {"securitySchemes": {"RefreshCookieAuth": SECURITY_SCHEMES_REFRESH_COOKIE}},
 }
 # Routes outside DRF (hot path, streaming views, MCP) document themselves here (gateway.schema).
-SCHEMA_EXTERNAL_OPERATIONS = ["gateway.health.OPERATIONS", "inference.schema.OPERATIONS"]
+SCHEMA_EXTERNAL_OPERATIONS = [
+    "gateway.index.OPERATIONS",
+    "gateway.health.OPERATIONS",
+    "inference.schema.OPERATIONS",
+]
 SCHEMA_EXTERNAL_OPERATIONS.append("mcp_server.schema.OPERATIONS")
 
 # --- Static files ------------------------------------------------------------------------

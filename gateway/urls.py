@@ -5,7 +5,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from gateway import health, metrics
+from gateway import health, index, metrics
 
 handler400 = "gateway.errors.handler400"
 handler403 = "gateway.errors.handler403"
@@ -13,14 +13,19 @@ handler404 = "gateway.errors.handler404"
 handler500 = "gateway.errors.handler500"
 
 urlpatterns = [
+    path("", index.index, name="index"),
     path("healthcheck", health.healthcheck, name="healthcheck"),
     path("readyz", health.readyz, name="readyz"),
     path("v1/version", health.version, name="version"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/swagger", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/swagger/index.html", SpectacularSwaggerView.as_view(url_name="schema")),
     path("api/docs", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # People type the documentation pages with a trailing slash (the API paths have none).
+    path("api/schema/", SpectacularAPIView.as_view()),
+    path("api/swagger/", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("api/swagger/index.html", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("api/docs/", SpectacularRedocView.as_view(url_name="schema")),
     path("admin", RedirectView.as_view(url="/admin/")),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),

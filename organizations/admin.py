@@ -2,11 +2,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
+from gateway.errors import InvalidRequest
 from organizations import services
 from organizations.models import (
     ApiKey,
@@ -127,6 +132,59 @@ class ServiceAccountAdmin(admin.ModelAdmin[ServiceAccount]):
     readonly_fields = ("public_id", "created_at")
 
 
+class ApiKeyAddForm(forms.ModelForm[ApiKey]):
+    """The checks the API makes before creating a key, as form errors instead of database errors."""
+
+    expires_in = forms.IntegerField(
+        required=False, min_value=1, help_text="Seconds from now (an ephemeral key needs at most 3600)."
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = (
+            "name",
+            "description",
+            "key_type",
+            "organization",
+            "project",
+            "owner_user",
+            "service_account",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data: dict[str, Any] = super().clean() or {}
+        key_type = data.get("key_type")
+        organization, project = data.get("organization"), data.get("project")
+        owner, service_account = data.get("owner_user"), data.get("service_account")
+        project_scoped = key_type in (ApiKey.Type.PROJECT, ApiKey.Type.SERVICE, ApiKey.Type.EPHEMERAL)
+        if project_scoped and project is None:
+            self.add_error("project", f"A {key_type} key belongs to one project.")
+        if not project_scoped and project is not None:
+            self.add_error("project", f"A {key_type} key belongs to the organization, not a project.")
+        if project is not None and organization is not None and project.organization_id != organization.pk:
+            self.add_error("project", "The project is not in this organization.")
+        if key_type == ApiKey.Type.SERVICE:
+            if service_account is None:
+                self.add_error("service_account", "A service key belongs to a service account.")
+            elif project is not None and service_account.project_id != project.pk:
+                self.add_error("service_account", "The service account is not in this project.")
+            if owner is not None:
+                self.add_error("owner_user", "A service key has no owning user.")
+        else:
+            if owner is None:
+                self.add_error("owner_user", "The key acts as this user: choose one.")
+            if service_account is not None:
+                self.add_error("service_account", "Only service keys belong to a service account.")
+        if key_type:
+            try:
+                data["expires_at"] = services.api_key_expiry(
+                    key_type=key_type, expires_in=data.get("expires_in"), expires_at=None
+                )
+            except InvalidRequest as error:
+                raise ValidationError({"expires_in": error.message}) from error
+        return data
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     """Never the hash. Revoke and disable go through the services so every worker's cache drops the key."""
@@ -165,13 +223,62 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     readonly_fields = tuple(name for name in fields if name not in LIMIT_FIELDS)  # only limits change here
     actions = ["revoke", "disable", "enable"]
 
+    add_fields = (*ApiKeyAddForm.Meta.fields, "expires_in")
+
+    def get_form(
+        self, request: HttpRequest, obj: ApiKey | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+            kwargs["fields"] = self.add_fields
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        return self.add_fields if obj is None else self.fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
     def save_model(self, request: HttpRequest, obj: ApiKey, form: ModelForm[ApiKey], change: bool) -> None:
-        """Limits go through the service: audited, and every worker's cache drops the key."""
+        """Creation and limits go through the services: hashed, audited, caches dropped."""
+        if not change:
+            data = form.cleaned_data
+            key, raw_key = services.api_key_create(
+                organization=data["organization"],
+                key_type=data["key_type"],
+                name=data.get("name") or "",
+                description=data.get("description") or "",
+                project=data.get("project"),
+                owner_user_id=data["owner_user"].pk if data.get("owner_user") else None,
+                service_account=data.get("service_account"),
+                expires_at=data.get("expires_at"),
+            )
+            # The admin goes on with `obj` (log entry, redirect): make it the created row.
+            obj.__dict__.update({k: v for k, v in key.__dict__.items() if not k.startswith("_")})
+            obj._state.adding = False
+            # Shown once by response_add, from memory: never stored (no message, no session).
+            request._created_api_key_value = raw_key  # type: ignore[attr-defined]
+            return
         limits = {name: form.cleaned_data[name] for name in LIMIT_FIELDS if name in form.cleaned_data}
         services.api_key_limits_set(key=ApiKey.objects.get(pk=obj.pk), actor=_admin_actor(request), **limits)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # a key's value can only be shown once, by the API or createadminkey
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        raw_key = getattr(request, "_created_api_key_value", None)
+        if raw_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "API key created",
+            "opts": self.opts,
+            "key": obj,
+            "raw_key": raw_key,
+            "change_url": reverse("admin:organizations_apikey_change", args=[obj.pk]),
+        }
+        response = TemplateResponse(request, "admin/organizations/apikey/created.html", context)
+        response["Cache-Control"] = "no-store"  # the one page that shows the value: keep it out of caches
+        return response
 
     def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         return False  # use "revoke": a soft delete that also clears the caches

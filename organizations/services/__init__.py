@@ -3,6 +3,7 @@
 from organizations.services.keys import (
     api_key_create,
     api_key_delete,
+    api_key_expiry,
     api_key_hash,
     api_key_set_enabled,
     api_key_touch,
@@ -21,6 +22,7 @@ from organizations.services.tenancy import (
 __all__ = [
     "api_key_create",
     "api_key_delete",
+    "api_key_expiry",
     "api_key_hash",
     "api_key_set_enabled",
     "api_key_touch",

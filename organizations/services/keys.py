@@ -30,7 +30,8 @@ def api_key_redact(raw_key: str) -> str:
     return f"sk-…{raw_key[-4:]}"
 
 
-def _expiry(*, key_type: str, expires_in: int | None, expires_at: datetime | None) -> datetime | None:
+def api_key_expiry(*, key_type: str, expires_in: int | None, expires_at: datetime | None) -> datetime | None:
+    """When a key of this type would expire, or InvalidRequest naming the offending field."""
     now = timezone.now()
     if expires_in is not None and expires_at is not None:
         raise InvalidRequest("Give expires_in or expires_at, not both.", param="expires_in")
@@ -66,7 +67,7 @@ def api_key_create(
     """Create a key; returns (row, raw key). The raw key exists only in this return value."""
     if key_type not in ApiKey.Type.values:
         raise InvalidRequest(f"Unknown key type '{key_type}'.", param="type")
-    expiry = _expiry(key_type=key_type, expires_in=expires_in, expires_at=expires_at)
+    expiry = api_key_expiry(key_type=key_type, expires_in=expires_in, expires_at=expires_at)
     raw_key = f"sk-{key_type}_{random_token_alnum(KEY_RANDOM_LENGTH)}"
     key = ApiKey.objects.create(
         key_type=key_type,
