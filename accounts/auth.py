@@ -1,4 +1,4 @@
-"""The principal: who is calling, in which organization and project (DESIGN §4).
+"""The principal: who is calling, in which organization and project.
 
 One resolution path serves DRF views (through accounts.authentication) and async views
 (`aprincipal_from_request`). API keys resolve from the key cache with no database query once

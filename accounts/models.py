@@ -29,7 +29,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(unique=True)
     name = models.CharField(max_length=200, blank=True)
     is_guest = models.BooleanField(default=False)
-    # `enabled` in the seed; Django's is_active drives admin login and our authentication alike.
+    # `enabled` in jan-server; Django's is_active drives admin login and our authentication alike.
     is_active = models.BooleanField("enabled", default=True)
     is_staff = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)

@@ -9,7 +9,7 @@ is compared with: every reply is serialised once at import and only the bytes ar
 - ``POST /v1/chat/completions`` non-stream: one chat.completion with 20 words.
 - ``stream: true``: role chunk, 20 content chunks, finish chunk, the usage chunk (only with
   ``stream_options.include_usage``; every chunk then carries ``"usage": null`` as OpenAI does),
-  ``data: [DONE]`` (the shape shared/reference/performance.md measured).
+  ``data: [DONE]`` (the shape of a typical chat stream).
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def make_app(model: str, chunk_delay: float) -> Callable[[dict[str, Any], Receiv
         chunks = replies.stream_usage if with_usage else replies.stream_plain
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         for index, chunk in enumerate(chunks):
-            # Realistic pacing (performance.md used 10 ms) between content chunks only.
+            # Realistic pacing (10 ms, a fast model's token rate) between content chunks only.
             if chunk_delay and 1 <= index <= CONTENT_CHUNKS:
                 await asyncio.sleep(chunk_delay)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})

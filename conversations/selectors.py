@@ -1,6 +1,6 @@
 """Reads. Tenancy lives here: a caller sees only its project's conversations, and within the
 project only those it created (a user's, or a service account's for service keys). Anything
-else is NotFound, never Forbidden (DESIGN §4)."""
+else is NotFound, never Forbidden: another tenant must not learn that an id exists."""
 
 from __future__ import annotations
 

@@ -373,7 +373,7 @@ class Turn:
         """jan's turn metadata, as OpenAI's `metadata` type: a map of strings.
 
         A chat completion's `metadata` is `Metadata` (string values) in OpenAI's spec, and the
-        SDKs with strict validation reject anything else; the seed's JSON booleans and nulls
+        SDKs with strict validation reject anything else; jan-server's JSON booleans and nulls
         are therefore "true"/"false" and "" here (the same in the stream's first chunk).
         """
         return {

@@ -1,4 +1,4 @@
-"""Primary/replica routing (DESIGN §2).
+"""Primary/replica routing.
 
 Writes go to the primary. Reads go to a random replica, except:
 - inside a transaction (the transaction's own writes are only on the primary), and

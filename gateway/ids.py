@@ -1,4 +1,4 @@
-"""Public ids: `<prefix>_<random [0-9a-z]>`, never the internal primary key (DESIGN §5)."""
+"""Public ids: `<prefix>_<random [0-9a-z]>`, never the internal primary key (see docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

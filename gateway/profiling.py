@@ -1,4 +1,4 @@
-"""Profiling, the seed's pprof/Pyroscope in Python form.
+"""Profiling, jan-server's pprof/Pyroscope in Python form.
 
 - Continuous: when PYROSCOPE_SERVER_ADDRESS is set, every web worker (ASGI lifespan) and every
   Celery worker process (`worker_process_init`, gateway.celery) sends CPU profiles to Pyroscope

@@ -1,4 +1,4 @@
-"""The one settings module. Every value comes from the environment (DESIGN §3).
+"""The one settings module. Every value comes from the environment (the README's configuration table).
 
 With nothing set, the gateway runs on the embedded default: SQLite, local-memory cache,
 in-memory channel layer and a filesystem Celery broker, so `make run` works on a bare machine.
@@ -27,7 +27,7 @@ DATA_DIR = Path(env.str("GATEWAY_DATA_DIR", default=str(BASE_DIR / ".data")))
 
 
 def env_list(name: str, default: str = "") -> list[str]:
-    """Comma-separated list, blanks dropped (the seed's format for hosts and e-mails)."""
+    """Comma-separated list, blanks dropped (jan-server's format for hosts and e-mails)."""
     return [part.strip() for part in env.str(name, default=default).split(",") if part.strip()]
 
 
@@ -112,7 +112,7 @@ BROWSER_MIDDLEWARE = [
 ROOT_URLCONF = "gateway.urls"
 ASGI_APPLICATION = "gateway.asgi.application"
 WSGI_APPLICATION = "gateway.wsgi.application"
-APPEND_SLASH = False  # DESIGN §5: paths have no trailing slash; never redirect a POST
+APPEND_SLASH = False  # API paths have no trailing slash (as OpenAI's); never redirect a POST
 SITE_ID = 1
 
 TEMPLATES = [
@@ -131,7 +131,7 @@ TEMPLATES = [
 ]
 
 # --- Database ----------------------------------------------------------------
-# The seed's names first; DATABASE_URL is accepted as the primary too.
+# jan-server's variable names first; DATABASE_URL is accepted as the primary too.
 _PRIMARY_DSN = env.str("DB_POSTGRESQL_WRITE_DSN", default="") or env.str("DATABASE_URL", default="")
 _DB_POOL = {
     "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
@@ -309,7 +309,7 @@ DEFAULT_FROM_EMAIL = SMTP_SENDER_EMAIL
 EMAIL_TIMEOUT = env.int("SMTP_TIMEOUT_SECONDS", default=15)
 
 # --- HTTP: CORS ------------------------------------------------------------------------
-# ALLOWED_CORS_HOSTS as in jan-server: exact origins, or "*suffix" entries. Unlike the seed,
+# ALLOWED_CORS_HOSTS as in jan-server: exact origins, or "*suffix" entries. Unlike jan-server,
 # a suffix matches only on a host boundary: "*jan.ai" admits https://chat.jan.ai and
 # https://jan.ai, never https://evil-jan.ai. A lone "*" admits every origin.
 ALLOWED_CORS_HOSTS = env_list("ALLOWED_CORS_HOSTS", default="http://localhost:3000,http://localhost:3001")

@@ -2,7 +2,7 @@
 
 Why not a Django view: Django's ASGI handler costs about 1.2 ms of CPU per request on this
 machine before the view runs (request/response objects, URL resolution, and the thread hops
-for `request_started`/`request_finished` and `response.close()`, performance.md), which is a
+for `request_started`/`request_finished` and `response.close()`; see bench/README.md), which is a
 third of the 3 ms budget for a whole proxied request. Here a request costs the header parse,
 the key cache lookup, the registry lookup and one pooled upstream call. Everything else the
 Django stack does for an API route is done here too, in the same shape: the request id

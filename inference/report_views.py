@@ -1,4 +1,4 @@
-"""Usage reports over HTTP, in OpenAI's usage-API shape (DESIGN §8):
+"""Usage reports over HTTP, in OpenAI's usage-API shape:
 
 - `GET /v1/organization/usage/completions`: the caller's organization;
 - `GET /v1/organization/{org_id}/usage/completions`, and `/v1/organization/{org_id}/usage`.

@@ -18,7 +18,7 @@ from inference.netguard import PublicOnlyResolver
 
 
 def api_url(base_url: str, path: str) -> str:
-    """`http://host:8000` and `http://host:8000/v1` both mean the same server (DESIGN §3)."""
+    """`http://host:8000` and `http://host:8000/v1` both mean the same server (JAN_INFERENCE_MODEL_URL may be given either way)."""
     root = base_url.rstrip("/")
     if root.endswith("/v1"):
         root = root[: -len("/v1")]

@@ -1,6 +1,6 @@
 """Conversation changes → MCP resource updates, on every worker (mcp_server.sessions).
 
-Not a business flow, so a signal is the right seam (STYLE §4.2): conversations must not know
+Not a business flow, so a signal is the right seam: conversations must not know
 that MCP exists, and the update is only a hint that subscribers should read the resource again.
 """
 

@@ -96,7 +96,7 @@ class ScrapeArgs(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     url: str = Field(min_length=1)
-    includeMarkdown: bool = False  # the seed's wire name
+    includeMarkdown: bool = False  # jan-server's wire name
 
 
 SEARCH_SCHEMA: dict[str, Any] = {
@@ -199,7 +199,7 @@ TOOLS: dict[str, ToolSpec] = {
             FetchWebpageArgs,
             _run_fetch,
         ),
-        # jan-server's names, still callable by clients configured against the seed.
+        # jan-server's names, still callable by clients configured against jan-server.
         ToolSpec(
             types.Tool(
                 name="google_search", description="Alias of serper_search.", input_schema=SEARCH_SCHEMA

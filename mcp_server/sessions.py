@@ -1,6 +1,6 @@
 """Sessions, resource subscriptions and their cross-worker fan-out.
 
-Web workers are stateless (DESIGN §2), so nothing about a client lives in one process only:
+Web workers are stateless (any request may land on any worker of any replica), so nothing about a client lives in one process only:
 
 - A 2025-11-25 client gets an `Mcp-Session-Id` from `initialize`. The id, the principal that
   owns it and the resources it subscribed to live in Redis, so the client's next POST, its GET

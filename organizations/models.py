@@ -16,7 +16,7 @@ class Organization(models.Model):
     )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    # The organization every new user lands in (DESIGN §4); exactly one may have it.
+    # The organization every new user's Default Project is created in; exactly one may have it.
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)

@@ -185,7 +185,7 @@ def project_for_user_by_public_id(*, user_id: int, public_id: str) -> Project:
     return project
 
 
-# --- The administration API (issue 4) --------------------------------------------------------
+# --- The administration API ----------------------------------------------------------------
 
 
 def organization_get_active(*, public_id: str) -> Organization:

@@ -11,7 +11,7 @@ from typing import Any
 from gateway.ids import public_id
 from responses.validation import CreateRequest
 
-# Item id prefixes (DESIGN §5).
+# Item id prefixes, as OpenAI's.
 MESSAGE, FUNCTION_CALL, FUNCTION_OUTPUT, REASONING, WEB_SEARCH = "msg", "fc", "fco", "rs", "ws"
 
 

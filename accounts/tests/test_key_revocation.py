@@ -1,4 +1,4 @@
-"""Revoking a key is seen by another worker process within a second (DESIGN §4)."""
+"""Revoking a key is seen by another worker process within a second."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ def test_swagger_authorizes_with_a_project_key_and_tries_list_models(
     assert "fake-model" in operation.locator(".live-responses-table").inner_text()
     assert offline == []  # every asset came from the gateway itself: the page works offline
 
-    # /api/swagger/index.html (the seed's address) is the same page.
+    # /api/swagger/index.html (jan-server's address) is the same page.
     page.goto(f"{live_gateway.url}/api/swagger/index.html#/Chat%20Completions/createChatCompletion")
     page.wait_for_selector("#operations-Chat_Completions-createChatCompletion")
 

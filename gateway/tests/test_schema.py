@@ -1,4 +1,4 @@
-"""The OpenAPI schema documents every /v1 route, with the seed's API groups as tags."""
+"""The OpenAPI schema documents every /v1 route, with jan-server's API groups as tags."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The MCP SDK client against `uvicorn --workers 2`, in both protocol eras: handshake/discover,
-tools/list, tools/call for both tools (fake Serper, a local page), the seed's aliases, errors as
+tools/list, tools/call for both tools (fake Serper, a local page), jan-server's aliases, errors as
 tool results, prompts, and the usage record of each call."""
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def test_handshake_and_tool_list(mcp_gateway: GatewayProcess, key: tuple[A
         if mode == "legacy":
             await client.send_ping()  # ping is gone from 2026-07-28
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert sorted(tools) == ["fetch_webpage", "serper_search"]  # the seed's aliases are not listed
+    assert sorted(tools) == ["fetch_webpage", "serper_search"]  # jan-server's aliases are not listed
     assert tools["serper_search"].input_schema["required"] == ["q"]
     assert set(tools["serper_search"].input_schema["properties"]) == {
         "q", "num", "gl", "hl", "location", "page", "tbs", "autocorrect",

@@ -232,7 +232,7 @@ def test_unknown_session_and_stream_without_session(mcp_gateway: GatewayProcess,
 
 
 def test_sessionless_legacy_calls_work(mcp_gateway: GatewayProcess, key: str) -> None:
-    # Stateless clients (and the seed's) call tools without a session; only subscribe needs one.
+    # Stateless clients (and jan-server's) call tools without a session; only subscribe needs one.
     response = post(mcp_gateway, TOOLS_LIST, key=key, **{"MCP-Protocol-Version": LEGACY})
     assert response.status_code == 200
     assert "mcp-session-id" not in response.headers

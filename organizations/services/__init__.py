@@ -36,7 +36,7 @@ __all__ = [
     "user_provision",
 ]
 
-# --- The administration API (issue 4) ---------------------------------------------------------
+# --- The administration API -----------------------------------------------------------------
 from organizations.services.audit import SYSTEM, Actor, audit_changes, audit_record
 from organizations.services.invites import (
     invite_accept,

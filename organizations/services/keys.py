@@ -1,4 +1,4 @@
-"""API keys: generation, hashing, creation and revocation (DESIGN §4)."""
+"""API keys: generation, hashing, creation and revocation."""
 
 from __future__ import annotations
 

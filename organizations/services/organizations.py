@@ -20,7 +20,7 @@ from organizations.services.tenancy import organization_create
 
 @transaction.atomic
 def organization_register(*, owner: User, name: str, description: str, actor: Actor) -> Organization:
-    """A new organization owned by `owner` (any user may create one, DESIGN §4)."""
+    """A new organization owned by `owner` (any user may create one)."""
     organization = organization_create(owner=owner, name=name, description=description)
     audit_record(
         organization=organization,

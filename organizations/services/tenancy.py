@@ -1,4 +1,4 @@
-"""Organizations, projects and memberships: creation and the bootstrap of DESIGN §4."""
+"""Organizations, projects and memberships: creation, and the bootstrap `migrate` runs (the default organization and its owners)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """python manage.py createadminkey --email EMAIL [--name NAME] [--organization org_…]
 
 Ensures the user exists and owns the organization (default: the default organization),
-creates an admin key and prints only the key on stdout (DESIGN §4).
+creates an admin key and prints only the key on stdout (scripts rely on that).
 """
 
 from __future__ import annotations
