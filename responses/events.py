@@ -152,12 +152,6 @@ async def log_follow(
 # --- Cancel ---------------------------------------------------------------------------------
 
 
-async def cancel_signal(response_id: str) -> None:
-    redis = async_client()
-    if redis is not None:
-        await redis.set(cancel_key(response_id), b"1", ex=settings.RESPONSES_EVENTS_TTL_SECONDS)
-
-
 async def wait_for_cancel(response_id: str, is_cancelled: Callable[[], Any]) -> None:
     """Return once the response has been cancelled (polls; never returns otherwise)."""
     redis = async_client()
