@@ -870,6 +870,7 @@ class InviteVerification(APIView):
 # --- Audit log -------------------------------------------------------------------------------------
 
 _TIME_FILTERS = ("gt", "gte", "lt", "lte")
+_LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def _list_param(request: Request, name: str) -> list[str]:
@@ -883,9 +884,15 @@ def _time_param(request: Request, op: str) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(str(raw))
+        value = int(str(raw))
     except ValueError:
         raise InvalidRequest(f"{name} must be a Unix timestamp in seconds.", param=name) from None
+    # datetime cannot hold what lies past year 9999 (or before 1970 on some platforms).
+    if not 0 <= value <= _LATEST_TIMESTAMP:
+        raise InvalidRequest(
+            f"{name} must be a Unix timestamp in seconds between 0 and {_LATEST_TIMESTAMP}.", param=name
+        )
+    return value
 
 
 class AuditLogCollection(AdminView):
@@ -907,8 +914,8 @@ class AuditLogCollection(AdminView):
         scope = _scope(request, org_id)
         scope.require_owner()
         bounds = {op: _time_param(request, op) for op in _TIME_FILTERS}
-        since = bounds["gte"] if bounds["gt"] is None else bounds["gt"] + 1
-        before = bounds["lt"] if bounds["lte"] is None else bounds["lte"] + 1
+        since = bounds["gte"] if bounds["gt"] is None else min(bounds["gt"] + 1, _LATEST_TIMESTAMP)
+        before = bounds["lt"] if bounds["lte"] is None else min(bounds["lte"] + 1, _LATEST_TIMESTAMP)
         entries = selectors.audit_log_list(
             organization_id=scope.organization.pk,
             actions=_list_param(request, "event_types"),

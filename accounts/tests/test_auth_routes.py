@@ -239,7 +239,7 @@ def test_logout_blacklists_and_clears_the_cookie() -> None:
     client = Client()
     _, refresh = _guest(client)
 
-    response = client.get("/v1/auth/logout")
+    response = client.post("/v1/auth/logout")
 
     assert response.status_code == 200
     assert response.json() == {"object": "logout", "status": "ok"}
@@ -257,8 +257,18 @@ def test_logout_blacklists_and_clears_the_cookie() -> None:
     assert AccessToken(again.json()["access_token"])["sub"] != RefreshToken(refresh, verify=False)["sub"]  # type: ignore[arg-type]
 
 
-def test_logout_by_post_and_without_cookie_is_ok() -> None:
-    assert Client().get("/v1/auth/logout").json() == {"object": "logout", "status": "ok"}
+def test_logout_by_get_is_405_and_keeps_the_session() -> None:
+    client = Client()
+    _guest(client)
+    response = client.get("/v1/auth/logout")
+    error = _error(response, 405)
+    assert error["type"] == "invalid_request_error"
+    assert response["Allow"] == "POST, OPTIONS"
+    assert client.get("/v1/auth/refresh-token").status_code == 200  # still signed in
+
+
+def test_logout_without_cookie_is_ok() -> None:
+    assert Client().post("/v1/auth/logout").json() == {"object": "logout", "status": "ok"}
     client = Client()
     _guest(client)
     assert client.post("/v1/auth/logout").status_code == 200
@@ -268,9 +278,9 @@ def test_logout_by_post_and_without_cookie_is_ok() -> None:
 def test_logout_twice_is_ok() -> None:
     client = Client()
     _, refresh = _guest(client)
-    client.get("/v1/auth/logout")
+    client.post("/v1/auth/logout")
     client.cookies[COOKIE] = refresh
-    assert client.get("/v1/auth/logout").status_code == 200
+    assert client.post("/v1/auth/logout").status_code == 200
 
 
 # --- me ------------------------------------------------------------------------------------
@@ -366,7 +376,7 @@ def test_no_token_is_written_to_the_logs(caplog: pytest.LogCaptureFixture) -> No
         second_refresh = rotated.cookies[COOKIE].value
         second_access = rotated.json()["access_token"]
         _me(first_refresh)  # a refresh token sent as a bearer: refused, and not logged either
-        client.get("/v1/auth/logout")
+        client.post("/v1/auth/logout")
         replay = Client()
         replay.cookies[COOKIE] = first_refresh
         replay.get("/v1/auth/refresh-token")

@@ -430,6 +430,17 @@ def test_bad_list_parameters(cast: dict[str, Any]) -> None:
     assert call("get", f"/v1/organization/{org}/projects?limit=0", token).json()["error"]["param"] == "limit"
     response = call("get", f"/v1/organization/{org}/audit_logs?effective_at[gte]=yesterday", token)
     assert response.json()["error"]["param"] == "effective_at[gte]"
+    # Past what a datetime holds: a 400 naming the parameter, never a 500.
+    for name in ("lte", "gte", "gt", "lt"):
+        response = call(
+            "get", f"/v1/organization/{org}/audit_logs?effective_at[{name}]=2470399429033250", token
+        )
+        assert response.status_code == 400, response.content
+        assert response.json()["error"]["param"] == f"effective_at[{name}]"
+    edge = call("get", f"/v1/organization/{org}/audit_logs?effective_at[lte]=253402300799", token)
+    assert edge.status_code == 200, edge.content
+    edge = call("get", f"/v1/organization/{org}/audit_logs?effective_at[gt]=253402300799", token)
+    assert edge.status_code == 200, edge.content
 
 
 # --- Audit log -----------------------------------------------------------------------------------------
