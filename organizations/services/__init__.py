@@ -7,6 +7,7 @@ from organizations.services.keys import (
     api_key_set_enabled,
     api_key_touch,
     api_keys_invalidate,
+    api_keys_invalidate_for_user,
 )
 from organizations.services.tenancy import (
     bootstrap_tenancy,
@@ -25,6 +26,7 @@ __all__ = [
     "api_key_set_enabled",
     "api_key_touch",
     "api_keys_invalidate",
+    "api_keys_invalidate_for_user",
     "bootstrap_tenancy",
     "organization_create",
     "organization_ensure_default",
@@ -45,6 +47,7 @@ from organizations.services.invites import (
 )
 from organizations.services.members import (
     organization_member_add,
+    organization_member_keys_resync,
     organization_member_remove,
     organization_member_update,
     project_member_add,
@@ -88,6 +91,7 @@ __all__ += [
     "invite_resend",
     "organization_delete",
     "organization_member_add",
+    "organization_member_keys_resync",
     "organization_member_remove",
     "organization_member_update",
     "organization_register",
