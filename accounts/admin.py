@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
 from allauth.socialaccount.models import SocialAccount
 from django.contrib import admin
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from accounts.models import User
+from organizations.services import api_keys_invalidate_for_user
 
 
 class SocialAccountInline(admin.TabularInline):  # type: ignore[type-arg]  # allauth is untyped
@@ -28,3 +34,22 @@ class UserAdmin(admin.ModelAdmin[User]):
     readonly_fields = ("public_id", "created_at", "last_login")
     exclude = ("password",)
     inlines = (SocialAccountInline,)
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        was_active = User.objects.filter(pk=obj.pk).values_list("is_active", flat=True).first()
+        super().save_model(request, obj, form, change)
+        if change and was_active != obj.is_active:
+            # The key cache copied "owner enabled" when it last read each key: a disabled
+            # user's keys must stop working at once on every worker, not when entries expire.
+            api_keys_invalidate_for_user(user_id=obj.pk)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        with transaction.atomic():
+            api_keys_invalidate_for_user(user_id=obj.pk)  # hashes read now; dropped after the commit
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        with transaction.atomic():
+            for user_id in queryset.values_list("pk", flat=True):
+                api_keys_invalidate_for_user(user_id=user_id)
+            super().delete_queryset(request, queryset)

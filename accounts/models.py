@@ -42,3 +42,19 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+
+class RevokedTokenFamily(models.Model):
+    """A refresh-token family that may no longer be used.
+
+    Every refresh token carries the `fam` claim: the id of the first token of its sign-in, which
+    rotation hands down. When a token that was already used comes back, someone holds a copy, so
+    the whole family (the rotated successors too) is refused from then on.
+    """
+
+    family = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey("accounts.User", null=True, blank=True, on_delete=models.CASCADE)
+    revoked_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"token family {self.family}"

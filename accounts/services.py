@@ -9,9 +9,11 @@ only the jti, owner and expiry, which is all that revocation needs.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from dataclasses import dataclass
+from typing import Any
 
 from allauth.socialaccount.models import SocialAccount
 from django.db import IntegrityError, transaction
@@ -23,9 +25,11 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts import selectors
 from accounts.google import PROVIDER_ID, GoogleIdentity
-from accounts.models import User
+from accounts.models import RevokedTokenFamily, User
 from gateway.errors import AuthenticationError, Conflict, Forbidden, ServerError
 from organizations.services import user_get_or_create, user_provision
+
+logger = logging.getLogger(__name__)
 
 GUEST_EMAIL_DOMAIN = "guest.jan.ai"
 _GUEST_ALPHABET = string.digits + string.ascii_lowercase
@@ -47,10 +51,14 @@ def _invalid_refresh() -> AuthenticationError:
 
 
 @transaction.atomic
-def token_pair_issue(*, user: User) -> IssuedTokens:
-    """A new refresh token (recorded as outstanding) and the access token derived from it."""
+def token_pair_issue(*, user: User, family: str | None = None) -> IssuedTokens:
+    """A new refresh token (recorded as outstanding) and the access token derived from it.
+
+    `family`: the sign-in a rotated token continues; a new sign-in starts its own family.
+    """
     refresh = RefreshToken()
     refresh[api_settings.USER_ID_CLAIM] = getattr(user, api_settings.USER_ID_FIELD)
+    refresh[selectors.FAMILY_CLAIM] = family or refresh[api_settings.JTI_CLAIM]
     OutstandingToken.objects.create(
         user=user,
         jti=refresh[api_settings.JTI_CLAIM],
@@ -87,20 +95,45 @@ def _blacklist(token: RefreshToken) -> bool:
     return True
 
 
-@transaction.atomic
-def refresh_token_rotate(*, raw: str) -> tuple[User, IssuedTokens]:
-    """Use a refresh token once: blacklist it and issue a new pair.
+def _family_revoke(claims: RefreshToken | dict[str, Any]) -> None:
+    """Refuse every token of this sign-in from now on (idempotent)."""
+    family = selectors.refresh_token_family(claims)
+    user = User.objects.filter(public_id=claims.get(api_settings.USER_ID_CLAIM) or "").first()
+    RevokedTokenFamily.objects.get_or_create(family=family, defaults={"user": user})
+    logger.warning("refresh token replayed: its token family is revoked", extra={"token_family": family})
 
-    Raises AuthenticationError for a bad, expired or already used token, or a user who is gone
-    or disabled. Replaying an old token fails even when it races its first use.
-    """
+
+@transaction.atomic
+def _rotate(raw: str) -> tuple[User, IssuedTokens] | None:
+    """The rotation itself; None when refused. Returns rather than raises, so the revocation of
+    a replayed token's family is kept (an exception would roll it back)."""
     token = selectors.refresh_token_parse(raw)
     if token is None:
-        raise _invalid_refresh()
+        replayed = selectors.refresh_token_replayed(raw)
+        if replayed is not None:
+            _family_revoke(replayed)
+        return None
     user = selectors.user_for_refresh_token(token)
-    if user is None or not _blacklist(token):
+    if user is None:
+        return None
+    if not _blacklist(token):
+        _family_revoke(token)  # lost a race with another use of the same token: a replay too
+        return None
+    return user, token_pair_issue(user=user, family=selectors.refresh_token_family(token))
+
+
+def refresh_token_rotate(*, raw: str) -> tuple[User, IssuedTokens]:
+    """Use a refresh token once: blacklist it and issue a new pair in the same family.
+
+    Raises AuthenticationError for a bad, expired or already used token, or a user who is gone
+    or disabled. A token that comes back after its use (even racing it) revokes its whole
+    family, the successors it was rotated into included: someone else holds a copy (the
+    reuse-detection rule of the OAuth 2.0 Security Best Current Practice).
+    """
+    rotated = _rotate(raw)
+    if rotated is None:
         raise _invalid_refresh()
-    return user, token_pair_issue(user=user)
+    return rotated
 
 
 @transaction.atomic
@@ -138,7 +171,7 @@ def guest_login(*, refresh_raw: str | None) -> tuple[User, IssuedTokens]:
         try:
             return refresh_token_rotate(raw=refresh_raw)
         except AuthenticationError:
-            pass  # the savepoint of refresh_token_rotate rolled its writes back
+            pass  # a refused cookie wrote nothing but, for a replay, its family's revocation
     user = guest_create()
     return user, token_pair_issue(user=user)
 

@@ -201,36 +201,25 @@ class RefreshTokenView(APIView):
 
 
 class LogoutView(APIView):
-    authentication_classes = []
+    """POST only: a GET could be sent cross-site (a link or an image carries the Lax cookie) and
+    sign the user out without their intent."""
 
-    def _logout(self, request: Request) -> Response:
-        services.refresh_token_revoke(raw=_refresh_cookie(request))
-        response = Response(AuthLogoutOut({"object": "logout", "status": "ok"}).data)
-        response.delete_cookie(settings.REFRESH_COOKIE_NAME, path="/", samesite=_cookie_flags()["samesite"])
-        return response
+    authentication_classes = []
 
     @extend_schema(
         operation_id="authLogout",
         tags=TAGS,
         summary="Revoke the refresh token and clear its cookie",
-        parameters=[REFRESH_COOKIE_PARAMETER],
-        auth=[{"RefreshCookieAuth": []}],  # type: ignore[list-item]  # a requirement object, not a name
-        responses={200: AuthLogoutOut, **ERROR_RESPONSES},
-    )
-    def get(self, request: Request) -> Response:
-        return self._logout(request)
-
-    @extend_schema(
-        operation_id="authLogoutPost",
-        tags=TAGS,
-        summary="Revoke the refresh token and clear its cookie (POST form, for CSRF-minded clients)",
         request=None,
         parameters=[REFRESH_COOKIE_PARAMETER],
         auth=[{"RefreshCookieAuth": []}],  # type: ignore[list-item]  # a requirement object, not a name
         responses={200: AuthLogoutOut, **ERROR_RESPONSES},
     )
     def post(self, request: Request) -> Response:
-        return self._logout(request)
+        services.refresh_token_revoke(raw=_refresh_cookie(request))
+        response = Response(AuthLogoutOut({"object": "logout", "status": "ok"}).data)
+        response.delete_cookie(settings.REFRESH_COOKIE_NAME, path="/", samesite=_cookie_flags()["samesite"])
+        return response
 
 
 class AnyCredentialAuthentication(BaseAuthentication):

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet, ModelForm
 from django.http import HttpRequest, HttpResponse
@@ -29,6 +31,74 @@ from organizations.services.rate_limits import LIMIT_FIELDS
 
 def _admin_actor(request: HttpRequest) -> services.Actor:
     return services.Actor(type="user", id=getattr(request.user, "public_id", ""))
+
+
+def _resync_keys(memberships: Iterable[tuple[int | None, int | None]]) -> None:
+    """Edits here bypass the services, so apply their rule afterwards: a user's keys follow
+    their current role and memberships (organization id, user id pairs)."""
+    for organization_id, user_id in set(memberships):
+        if organization_id is not None and user_id is not None:
+            services.organization_member_keys_resync(organization_id=organization_id, user_id=user_id)
+
+
+def _formset_memberships(formset: BaseInlineFormSet[Any, Any, Any]) -> list[tuple[int | None, int | None]]:
+    """(organization, user) of every row in a member formset, before and after the edit."""
+    pairs: list[tuple[int | None, int | None]] = []
+    for form in formset.forms:
+        instance = form.instance
+        organization_id = (
+            instance.organization_id
+            if hasattr(instance, "organization_id")
+            else instance.project.organization_id
+        )
+        pairs.append((organization_id, instance.user_id))
+        initial_user = form.initial.get("user")
+        if initial_user is not None:
+            pairs.append((organization_id, getattr(initial_user, "pk", initial_user)))
+    return pairs
+
+
+class _MemberAdminMixin:
+    """Role and membership edits in Django admin re-check the member's keys, as the
+    administration API does (a demoted owner's admin keys are revoked)."""
+
+    @staticmethod
+    def _membership(obj: Any) -> tuple[int | None, int | None]:
+        if isinstance(obj, ProjectMember):
+            return obj.project.organization_id, obj.user_id
+        return obj.organization_id, obj.user_id
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        before = type(obj).objects.filter(pk=obj.pk).first() if obj.pk else None
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+        _resync_keys([self._membership(obj), *([self._membership(before)] if before else [])])
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        membership = self._membership(obj)
+        super().delete_model(request, obj)  # type: ignore[misc]
+        _resync_keys([membership])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        with transaction.atomic():
+            memberships = [self._membership(obj) for obj in queryset]
+            super().delete_queryset(request, queryset)  # type: ignore[misc]
+            _resync_keys(memberships)
+
+
+def _save_member_formset(
+    admin_: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    form: ModelForm[Any],
+    formset: BaseInlineFormSet[Any, Any, Any],
+    change: bool,
+) -> bool:
+    """Save a member inline and re-check its users' keys; False if `formset` is not one."""
+    if formset.model not in (OrganizationMember, ProjectMember):
+        return False
+    before = _formset_memberships(formset)
+    admin.ModelAdmin.save_formset(admin_, request, form, formset, change)
+    _resync_keys([*before, *_formset_memberships(formset)])
+    return True
 
 
 class OrganizationMemberInline(admin.TabularInline[OrganizationMember, Organization]):
@@ -76,6 +146,16 @@ class OrganizationAdmin(admin.ModelAdmin[Organization]):
     readonly_fields = ("public_id", "created_at")
     inlines = [ProjectInline, OrganizationMemberInline, ApiKeyInline]
 
+    def save_formset(
+        self,
+        request: HttpRequest,
+        form: ModelForm[Any],
+        formset: BaseInlineFormSet[Any, Any, Any],
+        change: bool,
+    ) -> None:
+        if not _save_member_formset(self, request, form, formset, change):
+            super().save_formset(request, form, formset, change)
+
 
 class ProjectMemberInline(admin.TabularInline[ProjectMember, Project]):
     model = ProjectMember
@@ -107,6 +187,8 @@ class ProjectAdmin(admin.ModelAdmin[Project]):
         formset: BaseInlineFormSet[Any, Any, Any],
         change: bool,
     ) -> None:
+        if _save_member_formset(self, request, form, formset, change):
+            return
         if formset.model is not ProjectRateLimit:
             super().save_formset(request, form, formset, change)
             return
@@ -303,7 +385,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
 
 
 @admin.register(OrganizationMember)
-class OrganizationMemberAdmin(admin.ModelAdmin[OrganizationMember]):
+class OrganizationMemberAdmin(_MemberAdminMixin, admin.ModelAdmin[OrganizationMember]):
     list_display = ("user", "organization", "role", "created_at")
     list_filter = ("role",)
     search_fields = ("user__email", "user__public_id", "organization__name", "organization__public_id")
@@ -312,7 +394,7 @@ class OrganizationMemberAdmin(admin.ModelAdmin[OrganizationMember]):
 
 
 @admin.register(ProjectMember)
-class ProjectMemberAdmin(admin.ModelAdmin[ProjectMember]):
+class ProjectMemberAdmin(_MemberAdminMixin, admin.ModelAdmin[ProjectMember]):
     list_display = ("user", "project", "role", "created_at")
     list_filter = ("role",)
     search_fields = ("user__email", "user__public_id", "project__name", "project__public_id")

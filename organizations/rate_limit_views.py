@@ -141,6 +141,7 @@ class ProjectKeyRateLimit(AdminView):
             key_types=PROJECT_KEY_TYPES,
             project_id=access.project.pk,
             public_id=key_id,
+            owner_user_id=access.key_owner_filter,
         )
         return access, key
 
@@ -171,9 +172,11 @@ class ProjectKeyRateLimit(AdminView):
 class OrganizationKeyRateLimit(AdminView):
     def _key(self, request: Request, key_id: str, org_id: str | None) -> tuple[Any, ApiKey]:
         scope = _scope(request, org_id)
-        scope.require_read()
         key = selectors.api_key_get(
-            organization_id=scope.organization.pk, key_types=[ApiKey.Type.ORGANIZATION], public_id=key_id
+            organization_id=scope.organization.pk,
+            key_types=[ApiKey.Type.ORGANIZATION],
+            public_id=key_id,
+            owner_user_id=scope.key_owner_filter(owners_only=False),
         )
         return scope, key
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from gateway.errors import NotFound
 from organizations.keycache import KeySnapshot, RateRule
@@ -27,7 +27,15 @@ def organization_default() -> Organization:
 
 
 def organization_list_for_user(*, user_id: int) -> QuerySet[Organization]:
-    return Organization.objects.filter(deleted_at__isnull=True, members__user_id=user_id).order_by("pk")
+    """Organizations the user has a role in or a project in (a project alone shows the
+    organization's name and id, nothing of its members or keys)."""
+    with_role = OrganizationMember.objects.filter(user_id=user_id).values("organization_id")
+    with_project = ProjectMember.objects.filter(user_id=user_id, project__deleted_at__isnull=True).values(
+        "project__organization_id"
+    )
+    return Organization.objects.filter(
+        Q(pk__in=with_role) | Q(pk__in=with_project), deleted_at__isnull=True
+    ).order_by("pk")
 
 
 def organization_get_for_user(*, user_id: int, public_id: str) -> Organization:
@@ -84,9 +92,23 @@ def project_default_for_user(*, user_id: int) -> Project | None:
 
 
 def api_key_snapshot_load(*, key_hash: str) -> KeySnapshot | None:
-    """One query: the key with its organization, project and owner, as authentication sees it."""
+    """One query: the key with its organization, project and owner, as authentication sees it.
+
+    A key acts with its owner's current standing: admin and organization keys only while the
+    owner owns the organization; project keys while the owner belongs to the project or owns the
+    organization. The services drop a key from the cache whenever that standing changes.
+    """
+    owns_organization = OrganizationMember.objects.filter(
+        organization_id=OuterRef("organization_id"),
+        user_id=OuterRef("owner_user_id"),
+        role=OrganizationMember.Role.OWNER,
+    )
+    in_project = ProjectMember.objects.filter(
+        project_id=OuterRef("project_id"), user_id=OuterRef("owner_user_id")
+    )
     key = (
         ApiKey.objects.select_related("organization", "project", "owner_user", "service_account")
+        .annotate(owner_owns_organization=Exists(owns_organization), owner_in_project=Exists(in_project))
         .filter(key_hash=key_hash)
         .first()
     )
@@ -94,6 +116,10 @@ def api_key_snapshot_load(*, key_hash: str) -> KeySnapshot | None:
         return None
     project = key.project
     owner_ok = key.owner_user is None or key.owner_user.is_active
+    if key.key_type in (ApiKey.Type.ADMIN, ApiKey.Type.ORGANIZATION):
+        owner_ok = owner_ok and key.owner_owns_organization
+    elif key.service_account_id is None and key.owner_user_id is not None:
+        owner_ok = owner_ok and (key.owner_owns_organization or key.owner_in_project)
     service_ok = key.service_account is None or key.service_account.deleted_at is None
     usable = (
         key.enabled
@@ -280,22 +306,39 @@ def project_member_get(*, project_id: int, user_public_id: str) -> ProjectMember
 
 
 def api_key_list(
-    *, organization_id: int, key_types: Sequence[str], project_id: int | None = None
+    *,
+    organization_id: int,
+    key_types: Sequence[str],
+    project_id: int | None = None,
+    owner_user_id: int | None = None,
 ) -> QuerySet[ApiKey]:
-    """Live keys of the given types in an organization (and project), shaped for the key objects."""
+    """Live keys of the given types in an organization (and project), shaped for the key objects.
+    With owner_user_id, only that user's keys: what a caller who does not manage keys may see."""
     keys = ApiKey.objects.filter(
         organization_id=organization_id, key_type__in=key_types, deleted_at__isnull=True
     ).select_related("organization", "project", "owner_user", "service_account")
     if project_id is not None:
         keys = keys.filter(project_id=project_id)
+    if owner_user_id is not None:
+        keys = keys.filter(owner_user_id=owner_user_id)
     return keys
 
 
 def api_key_get(
-    *, organization_id: int, key_types: Sequence[str], public_id: str, project_id: int | None = None
+    *,
+    organization_id: int,
+    key_types: Sequence[str],
+    public_id: str,
+    project_id: int | None = None,
+    owner_user_id: int | None = None,
 ) -> ApiKey:
     key = (
-        api_key_list(organization_id=organization_id, key_types=key_types, project_id=project_id)
+        api_key_list(
+            organization_id=organization_id,
+            key_types=key_types,
+            project_id=project_id,
+            owner_user_id=owner_user_id,
+        )
         .filter(public_id=public_id)
         .first()
     )

@@ -1,11 +1,17 @@
 """The administration API (`/v1/organization…`): thin views over organizations.services.
 
 Access, decided here once per request from the principal:
-- an admin key acts as an owner of its own organization and sees no other (404);
-- a JWT user acts with their role in the organization (owner manages, reader reads), and in a
-  project also with their project role (project owner manages its members and keys; project
-  member reads it and manages their own keys). Organizations and projects the caller cannot
-  see answer 404; visible objects with too little role answer 403.
+- an admin key acts as an owner of its own organization and sees no other (404); it works only
+  while the user who made it is still an owner there (the key cache checks that);
+- a JWT user acts with their role in the organization and, in a project, also with their
+  project role. Owners manage everything. A reader sees the organization (its members,
+  projects, project members, service accounts and rate limits) but not its secrets: no invites,
+  no admin keys, no audit log, and of the API keys only their own. Someone with no organization
+  role, only projects (every new user has their Default Project), sees the organization's name
+  and their own projects: in those, a project owner manages members and keys, a project member
+  reads the project and manages their own keys.
+Organizations and projects the caller cannot see answer 404; visible objects with too little
+role answer 403; keys the caller may not see answer 404.
 Routes without `{org_id}` act in the caller's organization (the admin key's, or the JWT's
 OpenAI-Organization / default selection), as jan-server and OpenAI's admin SDK call them.
 """
@@ -89,6 +95,15 @@ class Scope:
         if self.role != OWNER:
             raise Forbidden("Only organization owners can do this.")
 
+    def key_owner_filter(self, *, owners_only: bool) -> int | None:
+        """Whose organization-level keys the caller may see: everyone's (None) for an owner, a
+        reader only their own; admin keys (owners_only) and callers without a role get 403."""
+        if owners_only:
+            self.require_owner()
+        else:
+            self.require_read()
+        return None if self.role == OWNER else (self.principal.user_id or 0)
+
 
 @dataclass(frozen=True)
 class ProjectScope:
@@ -100,6 +115,12 @@ class ProjectScope:
     def require_manage(self) -> None:
         if not self.manage:
             raise Forbidden("Only project or organization owners can do this.")
+
+    @property
+    def key_owner_filter(self) -> int | None:
+        """Whose keys in the project the caller may see: all (None) for those who manage it,
+        anyone else only their own."""
+        return None if self.manage else (self.scope.principal.user_id or 0)
 
 
 def _actor(principal: Principal) -> Actor:
@@ -236,9 +257,8 @@ class OrganizationCollection(AdminView):
 class OrganizationDetail(AdminView):
     @admin_op("retrieveOrganization", responses={200: OrganizationOut})
     def get(self, request: Request, org_id: str) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_read()
-        return Response(OrganizationOut(scope.organization).data)
+        # Anyone who sees the organization (a role, or only a project in it) reads its name.
+        return Response(OrganizationOut(_scope(request, org_id).organization).data)
 
     @admin_op("updateOrganization", request=OrganizationUpdateIn, responses={200: OrganizationOut})
     def patch(self, request: Request, org_id: str) -> Response:
@@ -263,6 +283,7 @@ class OrganizationDetail(AdminView):
 
 class OrganizationKeyCollection(AdminView):
     key_types = [ApiKey.Type.ORGANIZATION]
+    owners_only = False  # readers see their own organization keys; admin keys are owners' alone
     create_in: type[Any] = OrganizationKeyCreateIn
 
     @admin_op(
@@ -273,8 +294,11 @@ class OrganizationKeyCollection(AdminView):
     )
     def get(self, request: Request, org_id: str | None = None) -> Response:
         scope = _scope(request, org_id)
-        scope.require_read()
-        keys = selectors.api_key_list(organization_id=scope.organization.pk, key_types=self.key_types)
+        keys = selectors.api_key_list(
+            organization_id=scope.organization.pk,
+            key_types=self.key_types,
+            owner_user_id=scope.key_owner_filter(owners_only=self.owners_only),
+        )
         return _page(request, keys, lambda row: ApiKeyOut(row).data)
 
     @admin_op(
@@ -302,6 +326,7 @@ class OrganizationKeyCollection(AdminView):
 
 class OrganizationKeyDetail(AdminView):
     key_types = [ApiKey.Type.ORGANIZATION]
+    owners_only = False
 
     @admin_op(
         "retrieveOrganizationApiKey",
@@ -310,9 +335,11 @@ class OrganizationKeyDetail(AdminView):
     )
     def get(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
         scope = _scope(request, org_id)
-        scope.require_read()
         key = selectors.api_key_get(
-            organization_id=scope.organization.pk, key_types=self.key_types, public_id=key_id
+            organization_id=scope.organization.pk,
+            key_types=self.key_types,
+            public_id=key_id,
+            owner_user_id=scope.key_owner_filter(owners_only=self.owners_only),
         )
         return Response(ApiKeyOut(key).data)
 
@@ -333,6 +360,7 @@ class OrganizationKeyDetail(AdminView):
 
 class AdminKeyCollection(OrganizationKeyCollection):
     key_types = [ApiKey.Type.ADMIN]
+    owners_only = True
     create_in = AdminKeyCreateIn
 
     @admin_op("listAdminApiKeys", responses={200: ApiKeyListOut}, parameters=PAGE_PARAMETERS)
@@ -348,6 +376,7 @@ class AdminKeyCollection(OrganizationKeyCollection):
 
 class AdminKeyDetail(OrganizationKeyDetail):
     key_types = [ApiKey.Type.ADMIN]
+    owners_only = True
 
     @admin_op("retrieveAdminApiKey", responses={200: ApiKeyOut})
     def get(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
@@ -477,6 +506,7 @@ class ProjectKeyCollection(AdminView):
             organization_id=access.project.organization_id,
             key_types=PROJECT_KEY_TYPES,
             project_id=access.project.pk,
+            owner_user_id=access.key_owner_filter,
         )
         return _page(request, keys, lambda row: ApiKeyOut(row).data)
 
@@ -519,6 +549,7 @@ class ProjectKeyDetail(AdminView):
             key_types=PROJECT_KEY_TYPES,
             project_id=access.project.pk,
             public_id=key_id,
+            owner_user_id=access.key_owner_filter,
         )
 
     @admin_op(
@@ -798,7 +829,7 @@ class InviteCollection(AdminView):
     )
     def get(self, request: Request, org_id: str | None = None) -> Response:
         scope = _scope(request, org_id)
-        scope.require_read()
+        scope.require_owner()  # invites carry e-mails and roles not yet accepted: owners' business
         invites = selectors.invite_list(organization_id=scope.organization.pk)
         return _page(request, invites, lambda row: InviteOut(row).data)
 
@@ -824,7 +855,7 @@ class InviteDetail(AdminView):
     )
     def get(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
         scope = _scope(request, org_id)
-        scope.require_read()
+        scope.require_owner()
         return Response(
             InviteOut(selectors.invite_get(organization_id=scope.organization.pk, public_id=invite_id)).data
         )
@@ -870,6 +901,7 @@ class InviteVerification(APIView):
 # --- Audit log -------------------------------------------------------------------------------------
 
 _TIME_FILTERS = ("gt", "gte", "lt", "lte")
+_LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def _list_param(request: Request, name: str) -> list[str]:
@@ -883,9 +915,15 @@ def _time_param(request: Request, op: str) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(str(raw))
+        value = int(str(raw))
     except ValueError:
         raise InvalidRequest(f"{name} must be a Unix timestamp in seconds.", param=name) from None
+    # datetime cannot hold what lies past year 9999 (or before 1970 on some platforms).
+    if not 0 <= value <= _LATEST_TIMESTAMP:
+        raise InvalidRequest(
+            f"{name} must be a Unix timestamp in seconds between 0 and {_LATEST_TIMESTAMP}.", param=name
+        )
+    return value
 
 
 class AuditLogCollection(AdminView):
@@ -907,8 +945,8 @@ class AuditLogCollection(AdminView):
         scope = _scope(request, org_id)
         scope.require_owner()
         bounds = {op: _time_param(request, op) for op in _TIME_FILTERS}
-        since = bounds["gte"] if bounds["gt"] is None else bounds["gt"] + 1
-        before = bounds["lt"] if bounds["lte"] is None else bounds["lte"] + 1
+        since = bounds["gte"] if bounds["gt"] is None else min(bounds["gt"] + 1, _LATEST_TIMESTAMP)
+        before = bounds["lt"] if bounds["lte"] is None else min(bounds["lte"] + 1, _LATEST_TIMESTAMP)
         entries = selectors.audit_log_list(
             organization_id=scope.organization.pk,
             actions=_list_param(request, "event_types"),

@@ -1,9 +1,12 @@
-"""Reads of stored responses, always scoped to the caller's project (404 for anyone else's)."""
+"""Reads of stored responses, always scoped to the caller's project and, within it, to the
+caller who created them (404 for anyone else's)."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
+
+from django.db.models import Q
 
 from accounts.auth import Principal
 from gateway.errors import InvalidRequest, NotFound
@@ -18,11 +21,23 @@ def _not_found(response_id: str, param: str | None = None) -> NotFound:
     return NotFound(f"Response with id '{response_id}' not found.", param=param, code="response_not_found")
 
 
+def _creator_filter(principal: Principal) -> Q:
+    """Within a project a response is its creator's alone, as conversations are: it may carry a
+    private conversation's content. Service keys act as their service account, users as
+    themselves (whichever of their keys or tokens made it)."""
+    if principal.service_account_id is not None:
+        return Q(user__isnull=True, principal__service_account_id=principal.service_account_id)
+    if principal.user_id is None:
+        return Q(pk__in=[])
+    return Q(user_id=principal.user_id)
+
+
 def response_get(principal: Principal, response_id: str, *, param: str | None = None) -> Response:
-    """The caller's stored response. Raises NotFound for unknown ids and other projects' ids."""
+    """The caller's stored response. Raises NotFound for unknown ids, other projects' ids and
+    other creators' ids alike."""
     response = (
         Response.objects.using("default")  # read-after-write: a worker may have just finished it
-        .filter(public_id=response_id, project_id=principal.project_id or 0)
+        .filter(_creator_filter(principal), public_id=response_id, project_id=principal.project_id or 0)
         .first()
     )
     if response is None:

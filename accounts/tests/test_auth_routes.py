@@ -187,14 +187,16 @@ def test_refresh_rotates_and_the_old_token_is_refused() -> None:
     assert AccessToken(body["access_token"])["sub"] == AccessToken(access)["sub"]  # type: ignore[arg-type]
     assert _me(body["access_token"]).status_code == 200
 
-    replay = Client()
-    replay.cookies[COOKIE] = old_refresh
-    _error(replay.get("/v1/auth/refresh-token"), 401, "invalid_refresh_token")
-
-    # The new one still works once, and rotates again.
+    # The new one works once, and rotates again.
     second = client.get("/v1/auth/refresh-token")
     assert second.status_code == 200
     assert second.cookies[COOKIE].value not in (old_refresh, new_refresh)
+
+    # A used token coming back means a copy exists: refused, and the whole sign-in ends with it.
+    replay = Client()
+    replay.cookies[COOKIE] = old_refresh
+    _error(replay.get("/v1/auth/refresh-token"), 401, "invalid_refresh_token")
+    _error(client.get("/v1/auth/refresh-token"), 401, "invalid_refresh_token")
 
 
 def test_refresh_without_cookie_is_401() -> None:
@@ -239,7 +241,7 @@ def test_logout_blacklists_and_clears_the_cookie() -> None:
     client = Client()
     _, refresh = _guest(client)
 
-    response = client.get("/v1/auth/logout")
+    response = client.post("/v1/auth/logout")
 
     assert response.status_code == 200
     assert response.json() == {"object": "logout", "status": "ok"}
@@ -257,8 +259,18 @@ def test_logout_blacklists_and_clears_the_cookie() -> None:
     assert AccessToken(again.json()["access_token"])["sub"] != RefreshToken(refresh, verify=False)["sub"]  # type: ignore[arg-type]
 
 
-def test_logout_by_post_and_without_cookie_is_ok() -> None:
-    assert Client().get("/v1/auth/logout").json() == {"object": "logout", "status": "ok"}
+def test_logout_by_get_is_405_and_keeps_the_session() -> None:
+    client = Client()
+    _guest(client)
+    response = client.get("/v1/auth/logout")
+    error = _error(response, 405)
+    assert error["type"] == "invalid_request_error"
+    assert response["Allow"] == "POST, OPTIONS"
+    assert client.get("/v1/auth/refresh-token").status_code == 200  # still signed in
+
+
+def test_logout_without_cookie_is_ok() -> None:
+    assert Client().post("/v1/auth/logout").json() == {"object": "logout", "status": "ok"}
     client = Client()
     _guest(client)
     assert client.post("/v1/auth/logout").status_code == 200
@@ -268,9 +280,9 @@ def test_logout_by_post_and_without_cookie_is_ok() -> None:
 def test_logout_twice_is_ok() -> None:
     client = Client()
     _, refresh = _guest(client)
-    client.get("/v1/auth/logout")
+    client.post("/v1/auth/logout")
     client.cookies[COOKIE] = refresh
-    assert client.get("/v1/auth/logout").status_code == 200
+    assert client.post("/v1/auth/logout").status_code == 200
 
 
 # --- me ------------------------------------------------------------------------------------
@@ -366,7 +378,7 @@ def test_no_token_is_written_to_the_logs(caplog: pytest.LogCaptureFixture) -> No
         second_refresh = rotated.cookies[COOKIE].value
         second_access = rotated.json()["access_token"]
         _me(first_refresh)  # a refresh token sent as a bearer: refused, and not logged either
-        client.get("/v1/auth/logout")
+        client.post("/v1/auth/logout")
         replay = Client()
         replay.cookies[COOKIE] = first_refresh
         replay.get("/v1/auth/refresh-token")

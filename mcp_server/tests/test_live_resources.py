@@ -228,6 +228,7 @@ def make_response(who: Caller, text: str) -> str:
     row = Response.objects.create(
         organization_id=who.principal.organization_id,
         project_id=who.principal.project_id,
+        user_id=who.principal.user_id,  # a response is its creator's alone
         model="fake-model",
         status=Response.Status.COMPLETED,
         output=[

@@ -8,6 +8,7 @@ from organizations.services.keys import (
     api_key_set_enabled,
     api_key_touch,
     api_keys_invalidate,
+    api_keys_invalidate_for_user,
 )
 from organizations.services.tenancy import (
     bootstrap_tenancy,
@@ -27,6 +28,7 @@ __all__ = [
     "api_key_set_enabled",
     "api_key_touch",
     "api_keys_invalidate",
+    "api_keys_invalidate_for_user",
     "bootstrap_tenancy",
     "organization_create",
     "organization_ensure_default",
@@ -47,6 +49,7 @@ from organizations.services.invites import (
 )
 from organizations.services.members import (
     organization_member_add,
+    organization_member_keys_resync,
     organization_member_remove,
     organization_member_update,
     project_member_add,
@@ -90,6 +93,7 @@ __all__ += [
     "invite_resend",
     "organization_delete",
     "organization_member_add",
+    "organization_member_keys_resync",
     "organization_member_remove",
     "organization_member_update",
     "organization_register",

@@ -121,3 +121,13 @@ def api_key_touch(*, key_id: int) -> None:
     ApiKey.objects.filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - timedelta(minutes=1)), pk=key_id
     ).update(last_used_at=now)
+
+
+def api_keys_invalidate_for_user(*, user_id: int, organization_id: int | None = None) -> None:
+    """Keys act with their owner's current standing (enabled, role, memberships), which the key
+    cache copied when it last read them: after that standing changes, drop the owner's keys (in
+    one organization, or everywhere) so every worker re-reads them once the change commits."""
+    keys = ApiKey.objects.filter(owner_user_id=user_id)
+    if organization_id is not None:
+        keys = keys.filter(organization_id=organization_id)
+    _invalidate_after_commit(list(keys.values_list("key_hash", flat=True)))

@@ -7,26 +7,30 @@ before the check so two concurrent demotions cannot both pass it.
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from accounts.models import User
 from gateway.errors import InvalidRequest
 from organizations.models import ApiKey, Organization, OrganizationMember, Project, ProjectMember
 from organizations.services.audit import Actor, audit_changes, audit_record
+from organizations.services.keys import api_keys_invalidate_for_user
 from organizations.services.organizations import api_keys_revoke_all
 
+# Keys that act for the whole organization; only an owner can make them, or keep them.
+OWNER_KEY_TYPES = (ApiKey.Type.ADMIN, ApiKey.Type.ORGANIZATION)
 
-def _existing_user(*, email: str | None, user_id: str | None) -> tuple[User, str]:
-    """The user named by e-mail or public id, and the parameter that named it."""
+
+def _user_in(*, scope: Q, email: str | None, user_id: str | None, refusal: str) -> tuple[User, str]:
+    """The enabled user named by e-mail or public id who matches `scope`, and the parameter that
+    named them. Anyone else, registered or not, gets the same refusal: an answer that differed
+    would tell a caller which e-mail addresses have an account."""
+    users = User.objects.filter(scope, is_active=True)
     if user_id:
-        user = User.objects.filter(public_id=user_id, is_active=True).first()
-        param = "user_id"
+        user, param = users.filter(public_id=user_id).first(), "user_id"
     else:
-        user = User.objects.filter(email=(email or "").strip().lower(), is_active=True).first()
-        param = "email"
+        user, param = users.filter(email=(email or "").strip().lower()).first(), "email"
     if user is None:
-        raise InvalidRequest(
-            "No such user; people without an account join by invite.", param=param, code="user_not_found"
-        )
+        raise InvalidRequest(refusal, param=param, code="user_not_found")
     return user, param
 
 
@@ -61,7 +65,20 @@ def organization_member_add(
     email: str | None = None,
     user_id: str | None = None,
 ) -> OrganizationMember:
-    user, param = _existing_user(email=email, user_id=user_id)
+    """Give a role to someone who already shares the organization (a member, or someone with a
+    project in it); anyone else joins by invite, which they accept themselves."""
+    shares_organization = Q(
+        pk__in=ProjectMember.objects.filter(
+            project__organization=organization, project__deleted_at__isnull=True
+        ).values("user_id")
+    ) | Q(pk__in=OrganizationMember.objects.filter(organization=organization).values("user_id"))
+    user, param = _user_in(
+        scope=shares_organization,
+        email=email,
+        user_id=user_id,
+        refusal="Only people who already belong to this organization or one of its projects can be "
+        "added directly; invite anyone else.",
+    )
     try:
         with transaction.atomic():
             member = OrganizationMember.objects.create(organization=organization, user=user, role=role)
@@ -88,6 +105,25 @@ def _ensure_another_owner_org(member: OrganizationMember) -> None:
 
 
 @transaction.atomic
+def organization_member_keys_resync(*, organization_id: int, user_id: int) -> None:
+    """Bring a user's keys in an organization in line with their current role there: if they
+    are no longer its owner, their admin and organization keys are revoked (a demoted owner
+    must not keep owner power through a key), and every key of theirs there is dropped from the
+    cache, so all workers re-read it after the commit. Call after any change of their role or
+    memberships (the administration API and Django admin both do)."""
+    is_owner = OrganizationMember.objects.filter(
+        organization_id=organization_id, user_id=user_id, role=OrganizationMember.Role.OWNER
+    ).exists()
+    if not is_owner:
+        api_keys_revoke_all(
+            ApiKey.objects.filter(
+                organization_id=organization_id, owner_user_id=user_id, key_type__in=OWNER_KEY_TYPES
+            )
+        )
+    api_keys_invalidate_for_user(user_id=user_id, organization_id=organization_id)
+
+
+@transaction.atomic
 def organization_member_update(*, member: OrganizationMember, role: str, actor: Actor) -> OrganizationMember:
     if member.role == role:
         return member
@@ -96,6 +132,7 @@ def organization_member_update(*, member: OrganizationMember, role: str, actor: 
     changes = audit_changes({"role": member.role}, {"role": role})
     member.role = role
     member.save(update_fields=["role"])
+    organization_member_keys_resync(organization_id=member.organization_id, user_id=member.user_id)
     _record(member.organization, actor, "organization.user.updated", member.user, changes)
     return member
 
@@ -125,13 +162,16 @@ def project_member_add(
     *, project: Project, role: str, actor: Actor, email: str | None = None, user_id: str | None = None
 ) -> ProjectMember:
     """Only members of the project's organization can join it (others join by invite)."""
-    user, param = _existing_user(email=email, user_id=user_id)
-    if not OrganizationMember.objects.filter(organization_id=project.organization_id, user=user).exists():
-        raise InvalidRequest(
-            "This user is not a member of the organization; invite them first.",
-            param=param,
-            code="not_an_organization_member",
-        )
+    user, param = _user_in(
+        scope=Q(
+            pk__in=OrganizationMember.objects.filter(organization_id=project.organization_id).values(
+                "user_id"
+            )
+        ),
+        email=email,
+        user_id=user_id,
+        refusal="Only members of this organization can be added to its projects; invite anyone else.",
+    )
     try:
         with transaction.atomic():
             member = ProjectMember.objects.create(project=project, user=user, role=role)

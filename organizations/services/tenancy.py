@@ -1,4 +1,4 @@
-"""Organizations, projects and memberships: creation, and the bootstrap `migrate` runs (the default organization and its owners)."""
+"""Organizations, projects and memberships: creation, and the bootstrap every deployment starts from."""
 
 from __future__ import annotations
 
@@ -48,22 +48,16 @@ def project_create(*, organization: Organization, name: str, owner: User | None 
 
 @transaction.atomic
 def user_provision(*, user: User) -> Project:
-    """Give a new user a membership in the default organization and a "Default Project" they own.
+    """Give a new user a "Default Project" they own in the default organization.
 
-    Idempotent: a user who already owns a project there keeps it.
+    No organization role comes with it: owning a project there must not let a guest read the
+    organization's members, invites or keys. Operators listed in ORGANIZATION_ADMIN_EMAILS are
+    the exception; they own the default organization. Idempotent: a user who already owns a
+    project there keeps it.
     """
     organization = organization_ensure_default()
-    role = (
-        OrganizationMember.Role.OWNER
-        if user.email.lower() in {email.lower() for email in settings.ORGANIZATION_ADMIN_EMAILS}
-        else OrganizationMember.Role.READER
-    )
-    member = OrganizationMember.objects.filter(organization=organization, user=user).first()
-    if member is None:
-        OrganizationMember.objects.create(organization=organization, user=user, role=role)
-    elif role == OrganizationMember.Role.OWNER and member.role != role:
-        member.role = role
-        member.save(update_fields=["role"])
+    if user.email.lower() in {email.lower() for email in settings.ORGANIZATION_ADMIN_EMAILS}:
+        organization_member_set(organization=organization, user=user, role=OrganizationMember.Role.OWNER)
     existing = Project.objects.filter(
         organization=organization,
         members__user=user,
