@@ -197,7 +197,7 @@ class ReplicaStatus:
 # Lag: 0 while the replica has applied everything it received; otherwise the age of the last
 # transaction it applied. A server that is not in recovery (a DSN naming the primary itself)
 # is as current as the primary.
-_PROBE_SQL = """
+PROBE_SQL = """
 SELECT
   CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text,
   CASE
@@ -244,7 +244,7 @@ class ReplicaMonitor:
         try:
             connection = self._connection(alias, timeout)
             with connection.cursor() as cursor:
-                cursor.execute(_PROBE_SQL, prepare=False)
+                cursor.execute(PROBE_SQL, prepare=False)
                 row = cursor.fetchone()
             status = ReplicaStatus(alias, True, lsn_parse(row[0]), float(row[1]), time.monotonic())
         except Exception as exc:
@@ -280,7 +280,7 @@ class ReplicaMonitor:
             return connection
         import psycopg
 
-        params = _libpq_params(alias)
+        params = libpq_params(alias)
         milliseconds = max(1, int(timeout * 1000))
         connection = psycopg.connect(
             **params,
@@ -303,7 +303,7 @@ class ReplicaMonitor:
         self._status.clear()
 
 
-def _libpq_params(alias: str) -> dict[str, Any]:
+def libpq_params(alias: str) -> dict[str, Any]:
     """Connection parameters of an alias as Django resolved them (tests rename the database)."""
     settings_dict = connections[alias].settings_dict
     params: dict[str, Any] = {
@@ -401,9 +401,13 @@ def carried_state() -> dict[str, Any] | None:
 
 
 def carried_state_adopt(carried: dict[str, Any] | None) -> None:
-    """In a task: read nothing older than what the enqueuer saw or wrote."""
+    """In a task: read nothing older than what the enqueuer saw or wrote. A task that carries
+    nothing (scheduled by beat, or enqueued outside a request) reads like a script: it waits
+    for every write."""
+    if not carried or not isinstance(carried, dict):
+        return
     db = _db_state(create=True)
-    if db is None or not carried:
+    if db is None:
         return
     db["scopes"].update(str(scope) for scope in carried.get("scopes", ()))
     db["floor"] = max(int(db.get("floor") or 0), int(carried.get("lsn") or 0))
