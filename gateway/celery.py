@@ -40,7 +40,12 @@ def _open_task_context(task_id: str | None = None, task: Any = None, **_: object
     if task_id is None:
         return
     _task_contexts[task_id] = context.begin(task_id=task_id)
-    carried_state_adopt(getattr(task.request, DB_HEADER, None) if task is not None else None)
+    if task is not None:
+        # A worker merges message headers into the request; `apply(headers=...)` keeps them apart.
+        request = task.request
+        carried_state_adopt(
+            getattr(request, DB_HEADER, None) or (getattr(request, "headers", None) or {}).get(DB_HEADER)
+        )
 
 
 @task_postrun.connect
