@@ -7,7 +7,7 @@
 #
 # Uses PostgreSQL's own initdb, pg_basebackup -R and pg_ctl (no container). Run as root, the
 # servers run as the postgres user. Settings (environment):
-#   PG_STANDBY_PRIMARY_PORT (55432), PG_STANDBY_REPLICA_PORT (55433),
+#   PG_STANDBY_PRIMARY_PORT, PG_STANDBY_REPLICA_PORT (the first free ports from 55432),
 #   PG_STANDBY_APPLY_DELAY (300ms: the standby's recovery_min_apply_delay),
 #   PG_STANDBY_DATABASE (gateway: created on the primary, replicated to the standby).
 set -euo pipefail
@@ -19,8 +19,22 @@ if [[ -z "$command" || -z "$dir" ]]; then
   exit 2
 fi
 
-primary_port=${PG_STANDBY_PRIMARY_PORT:-55432}
-replica_port=${PG_STANDBY_REPLICA_PORT:-55433}
+# The first port from $1 on that nothing listens on.
+free_port_from() {
+  local port=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    port=$((port + 1))
+  done
+  echo "$port"
+}
+
+if [[ -f "$dir/ports" ]]; then
+  # shellcheck source=/dev/null
+  source "$dir/ports"  # the ports chosen at start
+else
+  primary_port=${PG_STANDBY_PRIMARY_PORT:-$(free_port_from 55432)}
+  replica_port=${PG_STANDBY_REPLICA_PORT:-$(free_port_from $((primary_port + 1)))}
+fi
 apply_delay=${PG_STANDBY_APPLY_DELAY:-300ms}
 database=${PG_STANDBY_DATABASE:-gateway}
 
@@ -65,6 +79,7 @@ case "$command" in
     if [[ $(id -u) -eq 0 ]]; then
       chown postgres: "$dir"
     fi
+    printf 'primary_port=%s\nreplica_port=%s\n' "$primary_port" "$replica_port" >"$dir/ports"
     if [[ ! -d "$dir/primary" ]]; then
       as_postgres "$bindir/initdb" -D "$dir/primary" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
       cat >>"$dir/primary/postgresql.conf" <<EOF
