@@ -9,13 +9,23 @@ import pytest
 from django.core.cache import cache
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every database test may read from the replicas, as the application does: a read-replica
+    alias (DB_POSTGRESQL_READ1_DSN, e.g. scripts/pg_standby.sh's standby) is allowed wherever the
+    primary is. The router keeps reads inside a test's transaction on the primary."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None or "databases" in marker.kwargs:
+            continue
+        item.add_marker(
+            pytest.mark.django_db(*marker.args, **marker.kwargs, databases="__all__"), append=False
+        )
+
+
 @pytest.fixture(autouse=True)
 def _test_settings(settings: pytest.FixtureRequest) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # type: ignore[attr-defined]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"  # type: ignore[attr-defined]
-    # A mirrored replica alias cannot see rows written inside a test's open transaction;
-    # gateway/tests/test_db_router.py turns replica reads back on where it can.
-    settings.DATABASE_READ_FROM_REPLICAS = False  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)

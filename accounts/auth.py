@@ -20,6 +20,7 @@ from django.http import HttpRequest
 
 from gateway import context
 from gateway.background import fire_and_forget, run_sync
+from gateway.db_router import authoritative, principal_bind
 from gateway.errors import AuthenticationError, Forbidden, NotFound
 from organizations import keycache, selectors
 from organizations.keycache import KeySnapshot, RateRule
@@ -137,6 +138,13 @@ def _fixed_project(snapshot: KeySnapshot, requested: str | None) -> bool:
 def _organization_key_project(
     snapshot: KeySnapshot, requested: str | None
 ) -> tuple[int | None, str | None, tuple[RateRule, ...]]:
+    with authoritative():  # an archived project or a lowered limit must not be read as it was
+        return _organization_key_project_read(snapshot, requested)
+
+
+def _organization_key_project_read(
+    snapshot: KeySnapshot, requested: str | None
+) -> tuple[int | None, str | None, tuple[RateRule, ...]]:
     if requested:
         project = (
             selectors.project_list(organization_id=snapshot.organization_id)
@@ -197,6 +205,13 @@ def _key_principal_sync(headers: Headers, token: str, route: RouteClass) -> Prin
 
 
 def _jwt_principal(headers: Headers, token: str, route: RouteClass) -> Principal:
+    # The user, memberships and limits decide what this caller may do: a replica that has not
+    # applied a deactivation or a removed membership must not answer.
+    with authoritative():
+        return _jwt_principal_read(headers, token, route)
+
+
+def _jwt_principal_read(headers: Headers, token: str, route: RouteClass) -> Principal:
     from rest_framework_simplejwt.exceptions import TokenError
     from rest_framework_simplejwt.tokens import AccessToken
 
@@ -264,6 +279,10 @@ def _finish(principal: Principal, route: RouteClass) -> Principal:
         raise Forbidden(
             "No project is selected for this credential; send OpenAI-Project.", code="project_required"
         )
+    # From here on this request reads what its principal wrote, on any worker (gateway.db_router).
+    principal_bind(
+        user_id=principal.user_id, api_key_id=principal.api_key_id, organization_id=principal.organization_id
+    )
     context.bind_log_fields(
         user_id=principal.user_public_id,
         organization_id=principal.organization_public_id,

@@ -12,9 +12,20 @@ from typing import Any
 
 _current: ContextVar[dict[str, Any] | None] = ContextVar("gateway_request_context", default=None)
 
+# The database router's state ("which principals, which write position must reads see") follows
+# work into a nested context: a Celery task that opens a context per background run still reads
+# what the request that enqueued it wrote.
+_INHERITED = ("db",)
+
 
 def begin(**fields: Any) -> Token[dict[str, Any] | None]:
-    return _current.set(dict(fields))
+    state = dict(fields)
+    parent = _current.get()
+    if parent is not None:
+        for name in _INHERITED:
+            if name in parent:
+                state.setdefault(name, parent[name])
+    return _current.set(state)
 
 
 def end(token: Token[dict[str, Any] | None]) -> None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from gateway import errors
+from gateway.background import run_sync
 from gateway.schema import ExternalOperation
 
 _STARTED_AT = int(time.time())
@@ -66,39 +69,111 @@ async def version(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _check_database() -> None:
-    for alias in connections:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT 1")
+# Each part gets this long, all at once: a probe must answer fast even when a server hangs
+# (libpq's own connect timeout cannot go below 2 s, so the bound is kept here).
+_CHECK_SECONDS = 0.8
 
 
-def _check_redis() -> None:
-    import redis
+async def _postgres_query(alias: str, sql: str) -> tuple[Any, ...] | None:
+    """One statement on a fresh connection (never the pool's: a probe must not wait for a pooled
+    connection, nor hand back one it broke), with connect and statement timeouts."""
+    import psycopg
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    from gateway.db_router import libpq_params
+
+    milliseconds = int(_CHECK_SECONDS * 1000)
+    connection = await psycopg.AsyncConnection.connect(
+        **libpq_params(alias),
+        autocommit=True,
+        connect_timeout=2,
+        options=f"-c statement_timeout={milliseconds}",
+    )
     try:
-        client.ping()
+        cursor = await connection.execute(sql, prepare=False)
+        return await cursor.fetchone()
     finally:
-        client.close()
+        await connection.close()
+
+
+async def _check_database() -> str:
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        await _postgres_query(DEFAULT_DB_ALIAS, "SELECT 1")
+    else:  # the embedded SQLite file: local, nothing to wait for
+
+        def select_one() -> None:
+            with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+                cursor.execute("SELECT 1")
+
+        await run_sync(select_one)
+    return "ok"
+
+
+async def _check_redis() -> str:
+    import redis.asyncio as aredis
+
+    client = aredis.Redis.from_url(
+        settings.REDIS_URL, socket_connect_timeout=_CHECK_SECONDS, socket_timeout=_CHECK_SECONDS
+    )
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+    return "ok"
+
+
+async def _check_replica(alias: str) -> dict[str, Any]:
+    """A replica's state and lag. A replica that is down does not make the gateway unready (the
+    primary serves its reads), but it is named here and taken out of rotation."""
+    from gateway.db_router import PROBE_SQL, ReplicaStatus, lsn_parse, monitor
+
+    try:
+        row = await asyncio.wait_for(_postgres_query(alias, PROBE_SQL), _CHECK_SECONDS)
+        if row is None:
+            raise LookupError("no answer")
+        status = ReplicaStatus(alias, True, lsn_parse(row[0]), float(row[1]), time.monotonic())
+    except Exception as exc:  # TimeoutError included
+        status = ReplicaStatus(alias, False, None, None, time.monotonic(), type(exc).__name__)
+    monitor.remember(status)
+    if not status.online:
+        return {"status": "unreachable", "lag_seconds": None, "in_rotation": False, "error": status.error}
+    return {
+        "status": "ok" if status.in_rotation else "lagging",
+        "lag_seconds": round(status.lag_seconds or 0.0, 3),
+        "in_rotation": status.in_rotation,
+    }
+
+
+async def _bounded(name: str, check: Callable[[], Awaitable[str]]) -> tuple[str, str | None]:
+    try:
+        return name, await asyncio.wait_for(check(), _CHECK_SECONDS)
+    except Exception as exc:  # TimeoutError included
+        return name, type(exc).__name__
 
 
 @require_GET
 async def readyz(request: HttpRequest) -> HttpResponse:
+    """Database and Redis reachable (503 naming the part that is not), and each read replica with
+    its lag. Every part is checked at once, each within _CHECK_SECONDS."""
+    parts: list[tuple[str, Callable[[], Awaitable[str]]]] = [("database", _check_database)]
     checks: dict[str, str] = {}
-    parts = [("database", _check_database)]
     if settings.REDIS_URL:
         parts.append(("redis", _check_redis))
     else:
         checks["redis"] = "not configured"
-    for name, check in parts:
-        try:
-            await sync_to_async(check)()
-        except Exception as exc:
+    results = await asyncio.gather(
+        asyncio.gather(*(_bounded(name, check) for name, check in parts)),
+        asyncio.gather(*(_check_replica(alias) for alias in settings.DATABASE_REPLICAS)),
+    )
+    for name, outcome in results[0]:
+        if outcome != "ok":
             # Name the part, not the DSN: connection errors can carry credentials.
-            err = errors.ServiceUnavailable(f"{name} is unreachable ({type(exc).__name__}).", param=name)
+            err = errors.ServiceUnavailable(f"{name} is unreachable ({outcome}).", param=name)
             return errors.json_error(err)
-        checks[name] = "ok"
-    return _json({"status": "ok", "checks": checks})
+        checks[name] = outcome
+    replicas = dict(zip(settings.DATABASE_REPLICAS, results[1], strict=True))
+    for alias, replica in replicas.items():
+        checks[alias] = replica["status"]
+    return _json({"status": "ok", "checks": checks, "replicas": replicas})
 
 
 _SERVER_ERRORS: tuple[str, ...] = ()
@@ -121,8 +196,12 @@ OPERATIONS = [
         method="get",
         operation_id="readiness",
         tag="Server",
-        summary="Readiness: database and Redis reachable",
-        description="503 with the envelope naming the part that failed. No credential.",
+        summary="Readiness: database and Redis reachable; read replicas and their lag",
+        description=(
+            "503 with the envelope naming the part that failed, within a second. A read replica that"
+            " is down or lagging does not fail the probe (the primary serves its reads); it is named"
+            " in `replicas`. No credential."
+        ),
         responses={
             "200": {
                 "description": "Ready",
@@ -133,8 +212,21 @@ OPERATIONS = [
                             "properties": {
                                 "status": {"const": "ok"},
                                 "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+                                "replicas": {
+                                    "type": "object",
+                                    "additionalProperties": {
+                                        "type": "object",
+                                        "properties": {
+                                            "status": {"enum": ["ok", "lagging", "unreachable"]},
+                                            "lag_seconds": {"type": ["number", "null"]},
+                                            "in_rotation": {"type": "boolean"},
+                                            "error": {"type": "string"},
+                                        },
+                                        "required": ["status", "lag_seconds", "in_rotation"],
+                                    },
+                                },
                             },
-                            "required": ["status", "checks"],
+                            "required": ["status", "checks", "replicas"],
                         }
                     }
                 },

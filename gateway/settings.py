@@ -170,10 +170,31 @@ for _index in range(1, 10):
         continue
     _alias = f"replica{_index}"
     DATABASES[_alias] = _database(_replica_dsn)
-    # Tests run against one database: the replica mirrors the primary there.
+    if DATABASES[_alias]["ENGINE"] == "django.db.backends.postgresql":
+        # A replica that cannot be reached hands its reads to the primary (gateway.replica_backend):
+        # a short connect timeout, a pool that checks a connection before lending it and gives
+        # up quickly.
+        DATABASES[_alias]["ENGINE"] = "gateway.replica_backend"
+        DATABASES[_alias]["CONN_HEALTH_CHECKS"] = True
+        DATABASES[_alias]["OPTIONS"].setdefault("connect_timeout", 2)
+        DATABASES[_alias]["OPTIONS"]["pool"]["timeout"] = env.float(
+            "DB_REPLICA_POOL_TIMEOUT_SECONDS", default=1.0
+        )
+    # Tests: the test runner creates test_<name> on the primary and the standby replicates it;
+    # MIRROR points this alias at that database name on the replica's own host and port.
     DATABASES[_alias]["TEST"] = {"MIRROR": "default"}
     DATABASE_REPLICAS.append(_alias)
 DATABASE_ROUTERS = ["gateway.db_router.PrimaryReplicaRouter"]
+
+# --- Read replicas and read-your-writes (gateway.db_router) ------------------------------
+# A replica lagging more than this, or unreachable, is out of rotation until it catches up.
+DB_REPLICA_MAX_LAG_SECONDS = env.float("DB_REPLICA_MAX_LAG_SECONDS", default=5.0)
+# How long a process trusts a replica's probed lag and health before probing again.
+DB_REPLICA_STATUS_SECONDS = env.float("DB_REPLICA_STATUS_SECONDS", default=1.0)
+# How long a replay position that is behind a reader's is trusted before asking the replica again.
+DB_REPLICA_LSN_CACHE_SECONDS = env.float("DB_REPLICA_LSN_CACHE_SECONDS", default=0.05)
+# Connect and statement timeout of a replica probe (also /readyz's per-check bound).
+DB_REPLICA_PROBE_TIMEOUT_SECONDS = env.float("DB_REPLICA_PROBE_TIMEOUT_SECONDS", default=0.5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, channel layer ------------------------------------------------
@@ -452,8 +473,7 @@ TESTING = "PYTEST_VERSION" in os.environ
 # checks cannot see; tests/test_admin* prove the admin works.
 SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
 
-# Reads go to replicas unless this is off (the test suite turns it off: a replica alias that
-# mirrors the test database cannot see rows written inside a test's open transaction).
+# Reads go to replicas (when any is configured) unless this is off.
 DATABASE_READ_FROM_REPLICAS = env.bool("DATABASE_READ_FROM_REPLICAS", default=True)
 
 # ASGI composition (gateway.asgi): dotted paths to factories of mounted ASGI apps and of

@@ -3,24 +3,31 @@
 Three tiers: a per-process dict (1 s), Redis (API_KEY_CACHE_SECONDS, shared by every worker and
 replica), then the database. Revoking, disabling or deleting a key deletes its Redis entry at
 once, so every worker stops accepting it when its 1 s local entry lapses. Without Redis (the
-embedded default) only the 1 s local tier exists, which keeps the same guarantee.
+embedded default) only the 1 s local tier exists, which keeps the same guarantee. When Redis
+fails, lookups go on from the local tier and the database (logged), never an error.
 
 Only the HMAC of a key is ever used as a cache key; the key itself is never stored.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from gateway.background import run_sync
 from gateway.redis import async_client, sync_client
 
+logger = logging.getLogger(__name__)
+
 LOCAL_TTL_SECONDS = 1.0
+_INVALIDATE_RETRY_SECONDS = 0.5
 _MISSING_TTL_SECONDS = 30  # unknown keys: random strings that can never become valid later
 _PREFIX = "apikey:v2:"  # v2: entries carry rate limits
 
@@ -82,6 +89,33 @@ def _ttl(snapshot: KeySnapshot | None) -> int:
     return int(settings.API_KEY_CACHE_SECONDS) if snapshot else _MISSING_TTL_SECONDS
 
 
+# A fill may have read the key just before a revocation committed and arrive after the
+# revocation deleted the entry; the revocation leaves this marker for a while, and a fill
+# that finds it does not write (the next lookup reads the database again).
+_REVOKED_PREFIX = "apikey:revoked:"
+_REVOKED_MARKER_SECONDS = 10
+_FILL_SCRIPT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""
+
+
+def _load(key_hash: str) -> KeySnapshot | None:
+    """The database's answer. A replica answers only if it has applied every change recorded,
+    so a revocation is never read back as an active key (gateway.db_router)."""
+    from gateway.db_router import authoritative
+    from organizations.selectors import api_key_snapshot_load
+
+    with authoritative():
+        return api_key_snapshot_load(key_hash=key_hash)
+
+
+def _redis_failed(action: str) -> None:
+    # Served from this process and the database meanwhile; the key itself never reaches a log.
+    logger.warning("API-key cache: Redis unavailable (%s); using the database", action, exc_info=True)
+
+
 def snapshot_get(key_hash: str) -> KeySnapshot | None:
     """Sync lookup (DRF views, MCP, Celery)."""
     hit, snapshot = _local_get(key_hash)
@@ -89,16 +123,29 @@ def snapshot_get(key_hash: str) -> KeySnapshot | None:
         return snapshot
     client = sync_client()
     if client is not None:
-        raw = client.get(_PREFIX + key_hash)
-        if raw is not None:
-            snapshot = _decode(raw)
-            _remember_locally(key_hash, snapshot)
-            return snapshot
-    from organizations.selectors import api_key_snapshot_load
-
-    snapshot = api_key_snapshot_load(key_hash=key_hash)
+        try:
+            raw = client.get(_PREFIX + key_hash)
+        except RedisError:
+            _redis_failed("read")
+            client = None
+        else:
+            if raw is not None:
+                snapshot = _decode(raw)
+                _remember_locally(key_hash, snapshot)
+                return snapshot
+    snapshot = _load(key_hash)
     if client is not None:
-        client.set(_PREFIX + key_hash, _encode(snapshot), ex=_ttl(snapshot))
+        try:
+            client.eval(
+                _FILL_SCRIPT,
+                2,
+                _PREFIX + key_hash,
+                _REVOKED_PREFIX + key_hash,
+                _encode(snapshot),
+                _ttl(snapshot),
+            )
+        except RedisError:
+            _redis_failed("fill")
     _remember_locally(key_hash, snapshot)
     return snapshot
 
@@ -110,24 +157,67 @@ async def asnapshot_get(key_hash: str) -> KeySnapshot | None:
         return snapshot
     client = async_client()
     if client is not None:
-        raw = await client.get(_PREFIX + key_hash)
-        if raw is not None:
-            snapshot = _decode(raw)
-            _remember_locally(key_hash, snapshot)
-            return snapshot
-    from organizations.selectors import api_key_snapshot_load
-
-    snapshot = await run_sync(api_key_snapshot_load, key_hash=key_hash)
+        try:
+            raw = await client.get(_PREFIX + key_hash)
+        except RedisError:
+            _redis_failed("read")
+            client = None
+        else:
+            if raw is not None:
+                snapshot = _decode(raw)
+                _remember_locally(key_hash, snapshot)
+                return snapshot
+    snapshot = await run_sync(_load, key_hash)
     if client is not None:
-        await client.set(_PREFIX + key_hash, _encode(snapshot), ex=_ttl(snapshot))
+        try:
+            await client.eval(
+                _FILL_SCRIPT,
+                2,
+                _PREFIX + key_hash,
+                _REVOKED_PREFIX + key_hash,
+                _encode(snapshot),
+                _ttl(snapshot),
+            )
+        except RedisError:
+            _redis_failed("fill")
     _remember_locally(key_hash, snapshot)
     return snapshot
 
 
 def invalidate(key_hashes: list[str]) -> None:
-    """Forget keys everywhere (called after the change commits)."""
+    """Forget keys everywhere (called after the change commits).
+
+    If Redis cannot be told, its entries would outlive the outage and admit the keys again once
+    it is back: a background thread keeps trying until it succeeds or the entries have expired.
+    """
     for key_hash in key_hashes:
         _local.pop(key_hash, None)
+    if not key_hashes or sync_client() is None:
+        return
+    if not _forget_in_redis(key_hashes):
+        _redis_failed("invalidate")
+        threading.Thread(target=_retry_forget, args=(list(key_hashes),), daemon=True).start()
+
+
+def _forget_in_redis(key_hashes: list[str]) -> bool:
     client = sync_client()
-    if client is not None and key_hashes:
-        client.delete(*(_PREFIX + key_hash for key_hash in key_hashes))
+    if client is None:
+        return True
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.delete(*(_PREFIX + key_hash for key_hash in key_hashes))
+        for key_hash in key_hashes:
+            pipe.set(_REVOKED_PREFIX + key_hash, b"1", ex=_REVOKED_MARKER_SECONDS)
+        pipe.execute()
+    except RedisError:
+        return False
+    return True
+
+
+def _retry_forget(key_hashes: list[str]) -> None:
+    deadline = time.monotonic() + float(settings.API_KEY_CACHE_SECONDS)
+    while time.monotonic() < deadline:
+        time.sleep(_INVALIDATE_RETRY_SECONDS)
+        if _forget_in_redis(key_hashes):
+            logger.info("API-key cache: revocations delivered to Redis after an outage")
+            return
