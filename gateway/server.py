@@ -38,6 +38,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 APPLICATION = "gateway.asgi:application"
+# How long a refused connection's remaining input is read and dropped before closing.
+LINGER_SECONDS = 2.0
 
 
 def _envelope(status: int, message: str, code: str, error_type: str = "invalid_request_error") -> bytes:
@@ -75,7 +77,12 @@ async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
             }
         }
     )
-    headers = [(b"content-type", b"application/json"), (b"retry-after", b"1"), (b"connection", b"close")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -107,6 +114,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            return
         if self.head_received is not None:
             self.head_received += len(data)
         self._unset_keepalive_if_required()
@@ -133,12 +142,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._reject(HEADERS_TOO_LARGE)
 
     _rejection: bytes | None = None
+    discarding = False
 
     def _reject(self, answer: bytes) -> None:
+        """Answer and close without making the client lose the answer.
+
+        Closing a socket with unread input makes the kernel send a reset, and a client still
+        sending its oversized head would get ECONNRESET instead of our 431. So, as nginx's
+        lingering close: send the answer, end our side, read and drop what still comes for a
+        short while, then close.
+        """
         self._disarm_header_timer()
-        if not self.transport.is_closing():
-            self.transport.write(answer)
-            self.transport.close()
+        if self.transport.is_closing():
+            return
+        self.transport.write(answer)
+        self.discarding = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     # --- parser callbacks ------------------------------------------------------------------
 
@@ -203,8 +224,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         if self.head_received:  # part of a head came: say why the connection ends
-            self.transport.write(HEADER_TIMEOUT)
-        self.transport.close()
+            self._reject(HEADER_TIMEOUT)
+        else:
+            self.transport.close()
 
 
 class DrainingMultiprocess(Multiprocess):
