@@ -31,14 +31,15 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	$(PY) manage.py migrate --noinput
 
-# Web (uvicorn, WEB_CONCURRENCY workers), Celery worker and beat in the foreground; Ctrl-C stops all.
+# Web (gateway.server: uvicorn, WEB_CONCURRENCY workers), Celery worker and beat in the foreground
+# under gateway.supervisor: a crashed process is restarted, Ctrl-C or SIGTERM drains and stops all.
 # The workers share Prometheus samples through files in PROMETHEUS_MULTIPROC_DIR, emptied at each
 # start so a previous run's counters and dead workers' gauges are not added in (gateway.metrics).
 run: export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.data/prometheus
 run: migrate
 	rm -rf "$(PROMETHEUS_MULTIPROC_DIR)" && mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)"
 	$(PY) manage.py collectstatic --noinput --verbosity 0
-	$(VENV)/bin/honcho start --no-prefix -f Procfile
+	$(PY) -m gateway.supervisor Procfile
 
 lint: install-dev
 	$(VENV)/bin/ruff format --check .

@@ -8,18 +8,22 @@ Servers without lifespan (daphne) still work: mounts must also start lazily.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from gateway.errors import GatewayError
 
 Scope = Any  # ASGI scope/message dicts; servers and frameworks type them differently
 Message = Any
@@ -93,6 +97,165 @@ def _static_files() -> Mount:
     return Mount(prefixes=(prefix,), app=static)
 
 
+# --- The outermost layer: body limits and the last resort ------------------------------------
+
+
+def body_limit_for(path: str) -> int | None:
+    """Bytes a request body may have on this path; None: no limit."""
+    if any(path == prefix or path.startswith(prefix + "/") for prefix in settings.LARGE_BODY_PATHS):
+        return int(settings.CHAT_MAX_BODY_BYTES)
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return None if limit is None else int(limit)
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _with_request_id(scope: Scope) -> tuple[Scope, str]:
+    """The request id every layer below uses, made here so that our own answers carry it too."""
+    from gateway.middleware import request_id_from
+
+    headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+    given = next((value for name, value in headers if name == b"x-request-id"), None)
+    request_id = request_id_from(given.decode("latin-1") if given is not None else None)
+    if given is not None and given.decode("latin-1") == request_id:
+        return scope, request_id
+    kept = [(name, value) for name, value in headers if name != b"x-request-id"]
+    return dict(scope, headers=[*kept, (b"x-request-id", request_id.encode())]), request_id
+
+
+class _Exchange:
+    """One request seen from outside the application: what it has received and sent."""
+
+    def __init__(self, send: Send, request_id: str, limit: int | None) -> None:
+        self._send = send
+        self.request_id = request_id
+        self.limit = limit
+        self.received = 0
+        self.started = False
+        self.finished = False
+        self.event_stream = False
+        self.answered_by_us = False
+
+    async def send(self, message: Message) -> None:
+        if self.answered_by_us:
+            return  # we have already answered (413): the application's answer has nowhere to go
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.event_stream = any(
+                name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                for name, value in message.get("headers", ())
+            )
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+        await self._send(message)
+
+    def receive(self, receive: Receive) -> Receive:
+        async def counted() -> Message:
+            if self.answered_by_us:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request" and self.limit is not None:
+                self.received += len(message.get("body", b""))
+                if self.received > self.limit:
+                    # The application sees the client leave; nothing more is read or stored.
+                    await self.answer(self._too_large())
+                    return {"type": "http.disconnect"}
+            return message
+
+        return counted
+
+    def _too_large(self) -> GatewayError:
+        from gateway.errors import RequestTooLarge
+
+        return RequestTooLarge(f"The request body is larger than {self.limit} bytes.")
+
+    async def answer(self, err: GatewayError) -> None:
+        """Send an error envelope in place of the application's answer, if none has started."""
+        if self.started:
+            return
+        import orjson
+
+        body = orjson.dumps(err.body())
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", self.request_id.encode()),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        if err.status == 413:
+            headers.append((b"connection", b"close"))  # the rest of the body is never read
+        self.started = self.finished = True
+        self.answered_by_us = True
+        await self._send({"type": "http.response.start", "status": err.status, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})
+
+    async def end_stream(self, err: GatewayError) -> bool:
+        """End an event stream cut short with an error event; False if there is none to end."""
+        from gateway.errors import sse_error
+
+        if not (self.started and self.event_stream and not self.finished):
+            return False
+        self.finished = True
+        try:
+            async with asyncio.timeout(1.0):  # a client that reads nothing does not hold us
+                await self._send({"type": "http.response.body", "body": sse_error(err), "more_body": False})
+        except Exception:
+            logger.info("could not send the last event of a cut stream", exc_info=True)
+        return True
+
+
+class Guard:
+    """The outermost ASGI layer, in front of every route.
+
+    - Body limits counted on the bytes received, chunked bodies included: 413 as soon as the
+      limit passes (at once when Content-Length declares more), before authentication or any
+      parsing, so an anonymous caller cannot make a worker read or spool a huge body.
+    - The last resort: an exception that escapes everything below becomes OpenAI's 500
+      envelope if the answer has not started (never a server's plain-text 500); an event stream
+      already under way ends with an error event; another answer is cut off, so the client sees
+      a truncated body rather than one that looks complete.
+    - A stream cancelled because the shutdown drain ran out ends with an error event; the
+      layers below record its usage as they unwind.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from gateway.errors import ServerError, ServiceUnavailable
+
+        scope, request_id = _with_request_id(scope)
+        exchange = _Exchange(send, request_id, body_limit_for(scope.get("path", "")))
+        declared = _declared_length(scope["headers"])
+        if exchange.limit is not None and declared is not None and declared > exchange.limit:
+            await exchange.answer(exchange._too_large())
+            return
+        try:
+            await self.app(scope, exchange.receive(receive), exchange.send)
+        except asyncio.CancelledError:
+            cut = ServiceUnavailable(
+                "The server is shutting down and ended this stream; retry the request.",
+                code="server_shutting_down",
+            )
+            if not await exchange.end_stream(cut):
+                raise
+        except Exception:
+            logger.exception("unhandled error", extra={"request_id": request_id, "path": scope.get("path")})
+            failure = ServerError("The server had an error while processing your request.")
+            if not exchange.started:
+                await exchange.answer(failure)
+            else:
+                await exchange.end_stream(failure)
+
+
 def build_application() -> GatewayRouter:
     django_app = get_asgi_application()
     mounts = [_static_files(), *(import_string(path)() for path in settings.ASGI_MOUNTS)]
@@ -105,3 +268,4 @@ if settings.PROFILING_ENABLED:  # ?profile=1 for owners and operators; not insta
     from gateway.profiling import OnDemandProfiler
 
     application = OnDemandProfiler(application)
+application = Guard(application)

@@ -71,6 +71,10 @@ class Conflict(GatewayError):
     status, code = 409, "conflict"
 
 
+class RequestTooLarge(GatewayError):
+    status, code = 413, "request_too_large"
+
+
 class UnsupportedMediaType(GatewayError):
     status, code = 415, "unsupported_media_type"
 

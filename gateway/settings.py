@@ -384,7 +384,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "gateway.errors.drf_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["gateway.parsers.BoundedJSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
@@ -585,3 +585,27 @@ PROFILING_ENABLED = env.bool("PROFILING_ENABLED", default=False)
 PROFILING_AUTHORIZER = "accounts.operators.may_profile"
 # A concurrent-stream slot whose worker died is given back after this long.
 RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", default=900)
+
+# --- Web server and shutdown (gateway.server: `python -m gateway.server`, `make run`, the image) ---
+# Development binds the loopback only (its secrets are public); production listens everywhere.
+HOST = env.str("HOST", default="0.0.0.0" if IS_PROD else "127.0.0.1")  # noqa: S104 -- prod runs in a container
+PORT = env.int("PORT", default=8080)
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
+# A client must send its whole request head within this long (slowloris: one byte every few
+# seconds would otherwise hold a connection, and the worker's slot, forever).
+SERVER_HEADER_TIMEOUT_SECONDS = env.float("SERVER_HEADER_TIMEOUT_SECONDS", default=10.0)
+# The request line plus headers at most this many bytes, and at most this many headers (431 above).
+SERVER_MAX_HEADER_BYTES = env.int("SERVER_MAX_HEADER_BYTES", default=65_536)
+SERVER_MAX_HEADERS = env.int("SERVER_MAX_HEADERS", default=100)
+# An idle keep-alive connection is closed after this long; behind a load balancer keep it above
+# the balancer's own idle timeout, or the balancer reuses connections we are closing.
+SERVER_KEEPALIVE_SECONDS = env.int("SERVER_KEEPALIVE_SECONDS", default=5)
+# Open connections plus running requests per web worker; beyond it new requests get 503 at once.
+SERVER_MAX_CONCURRENCY = env.int("SERVER_MAX_CONCURRENCY", default=1000)
+# On SIGTERM: stop accepting at once, let running requests and streams finish this long; a stream
+# still running then ends with an error event and its usage is recorded.
+SHUTDOWN_DRAIN_SECONDS = env.int("SHUTDOWN_DRAIN_SECONDS", default=30)
+# Bodies are counted as they arrive, in front of every route (gateway.asgi.Guard): paths under
+# these prefixes carry model input (images, long histories) and may have CHAT_MAX_BODY_BYTES;
+# every other path DATA_UPLOAD_MAX_MEMORY_SIZE (Django's setting, 2.5 MB unless set). 413 above.
+LARGE_BODY_PATHS = ["/v1/chat/completions", "/v1/conv", "/v1/responses"]
