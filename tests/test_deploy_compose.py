@@ -294,3 +294,13 @@ def test_image_builds_and_runs_unprivileged_on_a_read_only_root() -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+
+
+def test_every_variable_compose_sets_is_one_the_gateway_reads() -> None:
+    settings_source = (ROOT / "gateway" / "settings.py").read_text()
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', settings_source))
+    # Read by the web server and the processes' command lines rather than by the settings.
+    read |= {"HOST", "PORT", "WEB_CONCURRENCY", "SHUTDOWN_DRAIN_SECONDS"}
+    services = compose()["services"]
+    for name in GATEWAY_SERVICES:
+        assert set(environment_of(services[name])) - read == set(), name
