@@ -8,13 +8,18 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: the runtime dependencies in a virtualenv, the static files collected ---------------
 FROM ${PYTHON_IMAGE} AS build
+# uv installs the locked tree in a fraction of pip's time; the same version as the Makefile's.
+ARG UV_VERSION=0.13.9
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
-# The lock alone first, so a code change does not reinstall the dependencies.
+    PYTHONDONTWRITEBYTECODE=1 \
+    UV_NO_CACHE=1
+RUN python -m pip install "uv==${UV_VERSION}" && python -m venv /opt/venv
+# The runtime lock alone first, so a code change does not reinstall the dependencies. No test
+# or lint tools: those are in requirements-dev.lock, which the image never installs.
 COPY requirements.lock /tmp/requirements.lock
-RUN /opt/venv/bin/pip install --requirement /tmp/requirements.lock && /opt/venv/bin/pip check
+RUN uv pip install --python /opt/venv/bin/python --compile-bytecode --requirement /tmp/requirements.lock \
+    && uv pip check --python /opt/venv/bin/python
 WORKDIR /app
 COPY . .
 # Admin and API-docs assets are served by the web process itself from STATIC_ROOT (under

@@ -223,12 +223,17 @@ def test_image_is_multi_stage_unprivileged_with_the_runtime_lock_only() -> None:
     build, runtime = stages()[0], stages()[-1]
     assert len(stages()) >= 2
     build_runs = " ".join(arguments for keyword, arguments in build if keyword == "RUN")
-    assert "--requirement /tmp/requirements.lock" in build_runs
-    assert "requirements-dev" not in (ROOT / "Dockerfile").read_text()
+    installs = re.findall(r"(?:pip install|uv pip install)[^&]*", build_runs)
+    assert [install for install in installs if "--requirement /tmp/requirements.lock" in install], installs
+    assert not [line for line in dockerfile_instructions() if "requirements-dev" in line[1]], (
+        "runtime lock only"
+    )
     # The static files are collected at build time: the running container cannot write them.
     assert "manage.py collectstatic" in build_runs
     runtime_runs = " ".join(arguments for keyword, arguments in runtime if keyword == "RUN")
-    assert "pip" not in runtime_runs.split(), "the runtime stage copies the virtualenv, it installs nothing"
+    assert not {"pip", "uv"} & set(runtime_runs.split()), (
+        "the runtime stage copies the virtualenv, it installs nothing"
+    )
     (user,) = [arguments for keyword, arguments in runtime if keyword == "USER"]
     assert user.split(":")[0] not in ("0", "root")
     assert [keyword for keyword, _ in runtime].index("USER") > max(
@@ -289,3 +294,13 @@ def test_image_builds_and_runs_unprivileged_on_a_read_only_root() -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+
+
+def test_every_variable_compose_sets_is_one_the_gateway_reads() -> None:
+    settings_source = (ROOT / "gateway" / "settings.py").read_text()
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', settings_source))
+    # Read by the web server and the processes' command lines rather than by the settings.
+    read |= {"HOST", "PORT", "WEB_CONCURRENCY", "SHUTDOWN_DRAIN_SECONDS"}
+    services = compose()["services"]
+    for name in GATEWAY_SERVICES:
+        assert set(environment_of(services[name])) - read == set(), name
