@@ -561,3 +561,13 @@ PROFILING_ENABLED = env.bool("PROFILING_ENABLED", default=False)
 PROFILING_AUTHORIZER = "accounts.operators.may_profile"
 # A concurrent-stream slot whose worker died is given back after this long.
 RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", default=900)
+
+# --- Client addresses and sign-in rate limits (gateway.client_address, accounts.throttling) -----
+# Proxies (addresses or CIDR networks) whose X-Forwarded-For is believed. Empty: the peer address
+# is the client, whatever the header says.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+# Attempts per client address per minute, over every worker (0: no limit).
+AUTH_GUEST_LOGIN_PER_MINUTE = env.int("AUTH_GUEST_LOGIN_PER_MINUTE", default=20)
+AUTH_GOOGLE_CALLBACK_PER_MINUTE = env.int("AUTH_GOOGLE_CALLBACK_PER_MINUTE", default=20)
+# Higher: every open tab of a signed-in browser refreshes, and many browsers share one NAT address.
+AUTH_REFRESH_PER_MINUTE = env.int("AUTH_REFRESH_PER_MINUTE", default=60)
