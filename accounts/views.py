@@ -31,6 +31,7 @@ from accounts.serializers import (
     AuthLogoutOut,
     AuthMeOut,
 )
+from accounts.throttling import GoogleCallbackThrottle, GuestLoginThrottle, RefreshThrottle
 from gateway.api import ERROR_RESPONSES, ErrorOut, parse
 from gateway.errors import AuthenticationError, InvalidRequest, NotFound
 
@@ -75,6 +76,7 @@ def _token_response(tokens: services.IssuedTokens) -> Response:
 
 class GuestLoginView(APIView):
     authentication_classes = []
+    throttle_classes = [GuestLoginThrottle]
 
     @extend_schema(
         operation_id="authGuestLogin",
@@ -124,6 +126,7 @@ def _check_state(request: Request, state: str) -> None:
 
 class GoogleCallbackView(APIView):
     authentication_classes = []
+    throttle_classes = [GoogleCallbackThrottle]
 
     @extend_schema(
         operation_id="authGoogleCallback",
@@ -183,6 +186,7 @@ class GoogleTestCallbackView(APIView):
 
 class RefreshTokenView(APIView):
     authentication_classes = []
+    throttle_classes = [RefreshThrottle]
 
     @extend_schema(
         operation_id="authRefreshToken",

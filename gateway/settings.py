@@ -609,3 +609,13 @@ SHUTDOWN_DRAIN_SECONDS = env.int("SHUTDOWN_DRAIN_SECONDS", default=30)
 # these prefixes carry model input (images, long histories) and may have CHAT_MAX_BODY_BYTES;
 # every other path DATA_UPLOAD_MAX_MEMORY_SIZE (Django's setting, 2.5 MB unless set). 413 above.
 LARGE_BODY_PATHS = ["/v1/chat/completions", "/v1/conv", "/v1/responses"]
+
+# --- Client addresses and sign-in rate limits (gateway.client_address, accounts.throttling) -----
+# Proxies (addresses or CIDR networks) whose X-Forwarded-For is believed. Empty: the peer address
+# is the client, whatever the header says.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+# Attempts per client address per minute, over every worker (0: no limit).
+AUTH_GUEST_LOGIN_PER_MINUTE = env.int("AUTH_GUEST_LOGIN_PER_MINUTE", default=20)
+AUTH_GOOGLE_CALLBACK_PER_MINUTE = env.int("AUTH_GOOGLE_CALLBACK_PER_MINUTE", default=20)
+# Higher: every open tab of a signed-in browser refreshes, and many browsers share one NAT address.
+AUTH_REFRESH_PER_MINUTE = env.int("AUTH_REFRESH_PER_MINUTE", default=60)
