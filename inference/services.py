@@ -47,6 +47,10 @@ def validate_base_url(base_url: str, *, public_only: bool) -> str:
         )
     if parts.username or parts.password:
         raise InvalidRequest("Put the provider's key in api_key, not in base_url.", param="base_url")
+    if "?" in base_url or "#" in base_url:
+        # Paths are appended to base_url (`/v1/models`): after a `?` or `#` they would land in
+        # the query or the fragment and the gateway would call another URL than it shows.
+        raise InvalidRequest("base_url must not have a query or a fragment.", param="base_url")
     if public_only:
         netguard.check_public_url(base_url)
     return base_url.rstrip("/")
@@ -133,9 +137,9 @@ def _fetch_models(provider: Provider) -> list[dict[str, Any]]:
     headers = {}
     if key := crypto.decrypt(provider.api_key_encrypted):
         headers["Authorization"] = f"Bearer {key}"
-    if provider_is_public_only(provider):
-        netguard.check_public_url(provider.base_url)  # names can move to private addresses later
-    with http_client(_HEALTH_TIMEOUT_SECONDS) as client:
+    # An organization's provider: the client resolves the name once and dials only a public
+    # address from that answer (names can move to private addresses after registration).
+    with http_client(_HEALTH_TIMEOUT_SECONDS, public_only=provider_is_public_only(provider)) as client:
         response = client.get(api_url(provider.base_url, "models"), headers=headers)
     response.raise_for_status()
     data = response.json().get("data")
