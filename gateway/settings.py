@@ -570,3 +570,10 @@ PROFILING_ENABLED = env.bool("PROFILING_ENABLED", default=False)
 PROFILING_AUTHORIZER = "accounts.operators.may_profile"
 # A concurrent-stream slot whose worker died is given back after this long.
 RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", default=900)
+
+# --- Tool-call limits (organizations.ratelimits.admit_tool_call) ---
+# MCP tools and the Responses API's web_search spend the operator's search credit: calls per
+# minute per project and per API key (0: no limit). A project's rate limit for the model name
+# `tool_calls` can lower its own figure, never raise it.
+TOOL_CALLS_PER_MINUTE_PER_PROJECT = env.int("TOOL_CALLS_PER_MINUTE_PER_PROJECT", default=60)
+TOOL_CALLS_PER_MINUTE_PER_KEY = env.int("TOOL_CALLS_PER_MINUTE_PER_KEY", default=30)
