@@ -508,7 +508,7 @@ UPSTREAM_IDLE_TIMEOUT = env.float("UPSTREAM_IDLE_TIMEOUT", default=120.0)
 UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=512)
 MODEL_HEALTH_FAILURE_THRESHOLD = env.int("MODEL_HEALTH_FAILURE_THRESHOLD", default=2)
 PROVIDER_EJECT_SECONDS = env.float("PROVIDER_EJECT_SECONDS", default=30.0)
-MODEL_REGISTRY_REFRESH_SECONDS = env.float("MODEL_REGISTRY_REFRESH_SECONDS", default=2.0)
+MODEL_REGISTRY_REFRESH_SECONDS = env.float("MODEL_REGISTRY_REFRESH_SECONDS", default=1.0)
 USAGE_FLUSH_INTERVAL_SECONDS = env.float("USAGE_FLUSH_INTERVAL_SECONDS", default=1.0)
 USAGE_FLUSH_MAX_ROWS = env.int("USAGE_FLUSH_MAX_ROWS", default=200)
 # Organizations' own providers (registered through the API) must resolve to public addresses;
@@ -521,6 +521,15 @@ CELERY_BEAT_SCHEDULE["inference-providers-poll"] = {
     "schedule": float(MODEL_HEALTH_INTERVAL_SECONDS),
 }
 ASGI_LIFESPAN.append("inference.lifespan.lifespan")
+
+# --- Provider ejection (outlier detection, inference.registry) ---
+# Real traffic takes a provider out of a worker's rotation only after this many failures in a
+# row across requests (Envoy's consecutive_5xx); the health poll alone marks it unhealthy.
+PROVIDER_EJECT_CONSECUTIVE_FAILURES = env.int("PROVIDER_EJECT_CONSECUTIVE_FAILURES", default=5)
+# When fewer than this share of a model's healthy providers are left in rotation, ejections are
+# ignored for that model and traffic goes to all of them (Envoy's panic threshold).
+PROVIDER_PANIC_THRESHOLD_PERCENT = env.int("PROVIDER_PANIC_THRESHOLD_PERCENT", default=50)
+
 # /v1/chat/completions and /v1/models are answered by a raw ASGI app before Django (the hot path).
 ASGI_MOUNTS.append("inference.hotpath.mount")
 # /v1/mcp and /v1/conv/mcp: the MCP server (Streamable HTTP, both protocol eras).
@@ -619,3 +628,10 @@ AUTH_GUEST_LOGIN_PER_MINUTE = env.int("AUTH_GUEST_LOGIN_PER_MINUTE", default=20)
 AUTH_GOOGLE_CALLBACK_PER_MINUTE = env.int("AUTH_GOOGLE_CALLBACK_PER_MINUTE", default=20)
 # Higher: every open tab of a signed-in browser refreshes, and many browsers share one NAT address.
 AUTH_REFRESH_PER_MINUTE = env.int("AUTH_REFRESH_PER_MINUTE", default=60)
+
+# --- Tool-call limits (organizations.ratelimits.admit_tool_call) ---
+# MCP tools and the Responses API's web_search spend the operator's search credit: calls per
+# minute per project and per API key (0: no limit). A project's rate limit for the model name
+# `tool_calls` can lower its own figure, never raise it.
+TOOL_CALLS_PER_MINUTE_PER_PROJECT = env.int("TOOL_CALLS_PER_MINUTE_PER_PROJECT", default=60)
+TOOL_CALLS_PER_MINUTE_PER_KEY = env.int("TOOL_CALLS_PER_MINUTE_PER_KEY", default=30)

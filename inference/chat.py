@@ -1,7 +1,7 @@
 """Chat completions through the registry: the one code path every chat caller goes through.
 
 `/v1/chat/completions` (inference.hotpath), conversation-aware chat and the Responses API all
-open the upstream here, so routing, failover, the circuit breaker, timeouts and usage
+open the upstream here, so routing, failover, outlier detection, timeouts and usage
 accounting are written once:
 
 - `open_chat` routes the request and opens the upstream response (a failure before the first
@@ -18,6 +18,7 @@ the client asked for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -31,15 +32,20 @@ from accounts.auth import Principal
 from gateway import context, errors, metrics
 from gateway.background import fire_and_forget
 from inference.models import UsageRecord
+from inference.netguard import PrivateAddressRefused
 from inference.registry import registry
 from inference.selectors import Route
-from inference.services import provider_record_failure
+from inference.services import provider_ejection_record
 from inference.upstream import api_url, session
 from inference.usage import usage_buffer
 from organizations import ratelimits
 
+logger = logging.getLogger(__name__)
+
 DONE = b"data: [DONE]\n\n"
 _MAX_ATTEMPTS = 2  # a failure before the first byte is retried once, on another provider
+# Failures before the request left this process: no model server saw it.
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, PrivateAddressRefused)
 
 
 @dataclass
@@ -108,8 +114,24 @@ class Call:
         )
 
     def fail(self, err: errors.GatewayError, outcome: str) -> errors.GatewayError:
+        """A call a model server saw and that failed: it has a usage row like any other."""
         self.status_code, self.outcome = err.status, outcome
         self.record()
+        return err
+
+    def refuse(self, err: errors.GatewayError) -> errors.GatewayError:
+        """A call no model server saw (none available, none reachable): nothing was used, so no
+        usage row; the attempts count in the upstream metrics and the answer in the HTTP ones."""
+        self.recorded = True
+        if self.route is not None:
+            metrics.upstream_observed(
+                self.model,
+                self.route.provider_public_id,
+                time.perf_counter() - self.started,
+                None,
+                UsageRecord.Outcome.UNAVAILABLE,
+            )
+        self.admission.finish_soon(total_tokens=0)
         return err
 
 
@@ -204,10 +226,20 @@ async def _send(route: Route, payload: bytes, stream: bool) -> aiohttp.ClientRes
         )
 
 
-def _fail_provider(route: Route, error: str) -> None:
-    """Circuit breaker: out of this worker's rotation now, out of everyone's after the write."""
-    registry.eject(route.provider_id)
-    fire_and_forget(provider_record_failure, provider_id=route.provider_id, error=error, eject=True)
+def _provider_failed(route: Route, error: str) -> None:
+    """A failure the provider caused, for outlier detection: enough in a row take it out of this
+    worker's rotation (inference.registry), never its health, which only the health poll sets."""
+    if registry.record_failure(route.provider_id):
+        failures = settings.PROVIDER_EJECT_CONSECUTIVE_FAILURES
+        logger.warning(
+            "provider taken out of rotation",
+            extra={"provider_id": route.provider_public_id, "failures": failures, "error": error[:200]},
+        )
+        fire_and_forget(
+            provider_ejection_record,
+            provider_id=route.provider_id,
+            error=f"{failures} failures in a row, the last: {error}",
+        )
 
 
 async def _connect(call: Call, routes: list[Route], payload: bytes) -> aiohttp.ClientResponse:
@@ -216,28 +248,42 @@ async def _connect(call: Call, routes: list[Route], payload: bytes) -> aiohttp.C
         f"No healthy model server is serving '{call.model}' right now.", code="model_unavailable"
     )
     outcome: str = UsageRecord.Outcome.UPSTREAM_ERROR
+    reached = False  # did any model server get the request?
     for route in routes[:_MAX_ATTEMPTS]:
         call.route = route
         try:
             response = await _send(route, payload, call.stream)
-        except TimeoutError:  # no first byte in time, or no connection in time
+        except _NOT_SENT as exc:
+            last_error = errors.UpstreamError("Could not reach the model server.")
+            _provider_failed(route, f"{type(exc).__name__}: {exc}")
+            continue
+        except TimeoutError:  # sent, but no first byte in time
+            reached = True
             last_error = errors.UpstreamTimeout("The model server did not answer in time.")
             outcome = UsageRecord.Outcome.TIMEOUT
-            _fail_provider(route, "no answer before the upstream timeout")
+            if not call.stream:
+                # A non-stream answer comes whole when the generation ends, and a long one can
+                # outlast the first-byte budget on a perfectly well server: this request failed,
+                # not the provider, and running it again elsewhere would only double its cost.
+                break
+            _provider_failed(route, "no first byte before the upstream timeout")
             continue
-        except aiohttp.ClientError as exc:
-            last_error = errors.UpstreamError("Could not reach the model server.")
+        except aiohttp.ClientError as exc:  # sent, then the connection broke before an answer
+            reached = True
+            last_error = errors.UpstreamError("The model server closed the connection before answering.")
             outcome = UsageRecord.Outcome.UPSTREAM_ERROR
-            _fail_provider(route, f"{type(exc).__name__}: {exc}")
+            _provider_failed(route, f"{type(exc).__name__}: {exc}")
             continue
+        reached = True
         if response.status >= 500:
             raw = await _read_quietly(response)
             last_error = upstream_error(response.status, raw)
             outcome = UsageRecord.Outcome.UPSTREAM_ERROR
-            _fail_provider(route, f"HTTP {response.status}")
+            _provider_failed(route, f"HTTP {response.status}")
             continue
+        registry.record_success(route.provider_id)
         return response
-    raise call.fail(last_error, outcome)
+    raise call.fail(last_error, outcome) if reached else call.refuse(last_error)
 
 
 async def _read_quietly(response: aiohttp.ClientResponse) -> bytes:
@@ -339,11 +385,7 @@ def _stream_failed(call: Call, exc: BaseException) -> errors.GatewayError:
         return errors.UpstreamTimeout("The model server stopped sending data.")
     call.status_code, call.outcome = 502, UsageRecord.Outcome.UPSTREAM_ERROR
     if call.route is not None:
-        fire_and_forget(
-            provider_record_failure,
-            provider_id=call.route.provider_id,
-            error=f"stream cut: {type(exc).__name__}",
-        )
+        _provider_failed(call.route, f"stream cut: {type(exc).__name__}")
     return errors.UpstreamError("The model server closed the stream early.")
 
 

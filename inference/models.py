@@ -32,6 +32,8 @@ class Provider(models.Model):
     healthy = models.BooleanField(default=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_check_at = models.DateTimeField(null=True, blank=True)
+    # When a health poll last found it well; web workers end their traffic ejections at this.
+    last_good_poll_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -8,8 +8,10 @@ unless the operator sets PROVIDER_PRIVATE_URLS_ALLOWED. Global providers (Django
 JAN_INFERENCE_MODEL_URL) are the operator's own and may point anywhere.
 
 Checked twice: when the URL is registered (IP literals and the names' current addresses), and
-on every connection (the resolver below), so a name that later resolves to a private address
-(DNS rebinding) is refused too.
+on every connection, chat (the aiohttp resolver below) and health polls (the httpcore backend
+below) alike: each resolves the name once and dials an address it has just judged, so a name
+that later resolves to a private address (DNS rebinding) is refused too, and no second lookup
+can answer differently from the one that was checked.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import httpcore
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gateway.errors import InvalidRequest
@@ -100,3 +103,38 @@ class PublicOnlyResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+class PublicOnlyBackend(httpcore.SyncBackend):
+    """httpcore backend (the health poll's httpx client) that resolves a name once, keeps its
+    public addresses and dials one of those. TLS still verifies the certificate against the
+    name: httpcore takes `server_hostname` from the URL, not from the address dialled."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host} does not resolve") from exc
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        public = [
+            address for address in addresses if is_public(ipaddress.ip_address(address.split("%", 1)[0]))
+        ]
+        if not public:
+            raise httpcore.ConnectError(f"{host} resolves to no public address")
+        last_error: httpcore.ConnectError | None = None
+        for address in public:
+            try:
+                return super().connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except httpcore.ConnectError as exc:
+                last_error = exc
+        assert last_error is not None  # noqa: S101 -- the loop ran at least once
+        raise last_error

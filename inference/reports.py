@@ -4,13 +4,18 @@ from the usage rows (inference.usage writes them).
 Buckets are aligned on UTC minute, hour or day boundaries, as the database truncates times
 (`TruncMinute`/`TruncHour`/`TruncDay`, on PostgreSQL and SQLite alike); the first bucket is
 the one holding `start_time`, and only rows at or after `start_time` and before `end_time`
-count. Every recorded call is one `num_model_requests`: calls that failed upstream are counted
-with the tokens they used (usually none). Ids on the wire are public ids.
+count. Every recorded call is one `num_model_requests`: calls that failed at the model server are
+counted with the tokens they used (usually none); calls refused before any model server saw them
+have no row. Ids on the wire are public ids.
+
+Only the buckets of the requested page are computed, whatever the range: `end_time` is capped at
+now, and a range is bounded per bucket width (MAX_RANGE_SECONDS), so a query costs at most one
+page of buckets and one aggregate over the page's rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,6 +31,10 @@ BUCKET_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
 _TRUNC = {"1m": TruncMinute, "1h": TruncHour, "1d": TruncDay}
 # OpenAI's bucket counts per page: (default, max)
 BUCKET_LIMITS = {"1m": (60, 1440), "1h": (24, 168), "1d": (7, 31)}
+# The longest range one query may cover, per bucket width. OpenAI documents only the per-page
+# bucket counts above; these bounds keep a client from paging a year minute by minute.
+MAX_RANGE_SECONDS = {"1m": 7 * 86400, "1h": 93 * 86400, "1d": 3 * 366 * 86400}
+_RANGE_NAMES = {"1m": "7 days", "1h": "93 days", "1d": "3 years"}
 GROUP_FIELDS = ("project_id", "user_id", "api_key_id", "model", "batch")
 _COLUMN = {
     "project_id": "project__public_id",
@@ -50,13 +59,21 @@ class UsageQuery:
     page: str | None = None
 
     def checked(self, *, now: int) -> UsageQuery:
-        """Raises InvalidRequest for the first bad parameter."""
+        """Raises InvalidRequest for the first bad parameter; `end_time` capped at `now`."""
         if self.bucket_width not in BUCKET_SECONDS:
             raise InvalidRequest("bucket_width must be 1m, 1h or 1d.", param="bucket_width")
         if self.start_time < 0:
             raise InvalidRequest("start_time must be a Unix time in seconds.", param="start_time")
         if self.end_time is not None and self.end_time <= self.start_time:
             raise InvalidRequest("end_time must be after start_time.", param="end_time")
+        end = now if self.end_time is None else min(self.end_time, now)
+        if end - self.start_time > MAX_RANGE_SECONDS[self.bucket_width]:
+            raise InvalidRequest(
+                f"With bucket_width={self.bucket_width} a report covers at most "
+                f"{_RANGE_NAMES[self.bucket_width]}: start_time must be at or after "
+                f"{end - MAX_RANGE_SECONDS[self.bucket_width]}, or use a wider bucket_width.",
+                param="start_time",
+            )
         for field in self.group_by:
             if field not in GROUP_FIELDS:
                 raise InvalidRequest(
@@ -67,7 +84,7 @@ class UsageQuery:
             raise InvalidRequest(
                 f"limit must be between 1 and {maximum} for bucket_width={self.bucket_width}.", param="limit"
             )
-        return self
+        return replace(self, end_time=end)
 
 
 def _page_start(page: str | None, first: int, width: int) -> int:
@@ -91,11 +108,13 @@ def usage_completions(*, organization_id: int, query: UsageQuery, now: int) -> d
     first = query.start_time - query.start_time % width
     start = _page_start(query.page, first, width)
     limit = query.limit or BUCKET_LIMITS[query.bucket_width][0]
-    bucket_starts = list(range(start, end, width))
-    page, rest = bucket_starts[:limit], bucket_starts[limit:]
+    count = max(0, min(limit, -(-(end - start) // width)))  # the page's buckets, never the range's
+    page = [start + index * width for index in range(count)]
+    after = start + count * width
+    has_more = after < end
     results: dict[int, list[dict[str, Any]]] = {bucket: [] for bucket in page}
     if page and query.batch is not True:  # every call here is a synchronous (non-batch) one
-        stop = min(end, page[-1] + width)
+        stop = min(end, after)
         for bucket, result in _aggregate(organization_id, query, max(start, query.start_time), stop):
             results[bucket].append(result)
     return {
@@ -109,8 +128,8 @@ def usage_completions(*, organization_id: int, query: UsageQuery, now: int) -> d
             }
             for bucket in page
         ],
-        "has_more": bool(rest),
-        "next_page": f"page_{rest[0]}" if rest else None,
+        "has_more": has_more,
+        "next_page": f"page_{after}" if has_more else None,
     }
 
 

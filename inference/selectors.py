@@ -27,6 +27,8 @@ class Route:
     created: int
     healthy: bool
     public_only: bool = False  # an organization's own provider: public addresses only (netguard)
+    # Unix time of the provider's last good health poll (0: never): a poll after an ejection ends it.
+    last_good_poll_at: float = 0.0
 
     def visible_to(self, organization_id: int, project_id: int | None) -> bool:
         if self.project_id is not None:
@@ -56,6 +58,9 @@ def routes_load() -> list[Route]:
             created=row.created,
             healthy=row.provider.healthy,
             public_only=provider_is_public_only(row.provider),
+            last_good_poll_at=row.provider.last_good_poll_at.timestamp()
+            if row.provider.last_good_poll_at
+            else 0.0,
         )
         for row in rows
     ]

@@ -31,7 +31,9 @@ class ProviderOut(serializers.Serializer[Provider]):
     id = serializers.CharField(source="public_id")
     object = serializers.SerializerMethodField()
     name = serializers.CharField()
-    base_url = serializers.CharField()
+    base_url = serializers.CharField(
+        allow_null=True, help_text="null for global providers: the operator's network is not shown."
+    )
     has_api_key = serializers.SerializerMethodField()
     active = serializers.BooleanField()
     scope = serializers.SerializerMethodField()
@@ -39,10 +41,19 @@ class ProviderOut(serializers.Serializer[Provider]):
     healthy = serializers.BooleanField()
     consecutive_failures = serializers.IntegerField()
     last_check_at = serializers.SerializerMethodField()
-    last_error = serializers.CharField()
+    last_error = serializers.CharField(allow_null=True, help_text="null for global providers.")
     latency_ms = serializers.FloatField(allow_null=True)
     models = serializers.SerializerMethodField()
     created_at = serializers.SerializerMethodField()
+
+    def to_representation(self, instance: Provider) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        if instance.organization_id is None:
+            # Global providers are the operator's: any organization owner (and anyone can own an
+            # organization) sees that they exist and are healthy, not where they live inside the
+            # operator's network nor the errors that would describe it.
+            data["base_url"] = data["last_error"] = None
+        return data
 
     def get_object(self, provider: Provider) -> str:
         return "model.provider"

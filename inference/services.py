@@ -47,6 +47,10 @@ def validate_base_url(base_url: str, *, public_only: bool) -> str:
         )
     if parts.username or parts.password:
         raise InvalidRequest("Put the provider's key in api_key, not in base_url.", param="base_url")
+    if "?" in base_url or "#" in base_url:
+        # Paths are appended to base_url (`/v1/models`): after a `?` or `#` they would land in
+        # the query or the fragment and the gateway would call another URL than it shows.
+        raise InvalidRequest("base_url must not have a query or a fragment.", param="base_url")
     if public_only:
         netguard.check_public_url(base_url)
     return base_url.rstrip("/")
@@ -133,9 +137,9 @@ def _fetch_models(provider: Provider) -> list[dict[str, Any]]:
     headers = {}
     if key := crypto.decrypt(provider.api_key_encrypted):
         headers["Authorization"] = f"Bearer {key}"
-    if provider_is_public_only(provider):
-        netguard.check_public_url(provider.base_url)  # names can move to private addresses later
-    with http_client(_HEALTH_TIMEOUT_SECONDS) as client:
+    # An organization's provider: the client resolves the name once and dials only a public
+    # address from that answer (names can move to private addresses after registration).
+    with http_client(_HEALTH_TIMEOUT_SECONDS, public_only=provider_is_public_only(provider)) as client:
         response = client.get(api_url(provider.base_url, "models"), headers=headers)
     response.raise_for_status()
     data = response.json().get("data")
@@ -186,32 +190,44 @@ def provider_check(*, provider_id: int, force: bool = False) -> Provider | None:
     latency_ms = (time.perf_counter() - started) * 1000
     _models_sync(provider, listed)
     was_healthy = provider.healthy
+    now = timezone.now()
     Provider.objects.filter(pk=provider.pk).update(
         healthy=True,
         consecutive_failures=0,
         last_error="",
         latency_ms=latency_ms,
-        last_check_at=timezone.now(),
+        last_check_at=now,
+        last_good_poll_at=now,
     )
     provider.refresh_from_db()
     if not was_healthy:
         logger.info("provider healthy again", extra={"provider_id": provider.public_id})
+    # Every good poll, not only a recovery: web workers end their traffic ejections of this
+    # provider when they see it, and they look when the version moves.
     registry_bump()
     return provider
 
 
-def provider_record_failure(*, provider_id: int, error: str, eject: bool = False) -> None:
-    """Count a failure. Threshold reached (or `eject`, from real traffic) → unhealthy for everyone."""
+def provider_record_failure(*, provider_id: int, error: str) -> None:
+    """Count a failed health poll; at the threshold the provider is unhealthy for everyone.
+
+    Only polls count here: failures of real traffic are judged per worker by the registry's
+    outlier detection, so that callers cannot mark a shared provider down for all tenants.
+    """
     threshold = settings.MODEL_HEALTH_FAILURE_THRESHOLD
     Provider.objects.filter(pk=provider_id).update(
         consecutive_failures=F("consecutive_failures") + 1, last_error=error[:2000]
     )
-    condition = Q(pk=provider_id, healthy=True)
-    if not eject:
-        condition &= Q(consecutive_failures__gte=threshold)
-    if Provider.objects.filter(condition).update(healthy=False):
+    if Provider.objects.filter(pk=provider_id, healthy=True, consecutive_failures__gte=threshold).update(
+        healthy=False
+    ):
         logger.warning("provider marked unhealthy", extra={"provider_id": provider_id, "error": error[:200]})
         registry_bump()
+
+
+def provider_ejection_record(*, provider_id: int, error: str) -> None:
+    """Show the owner why a web worker took the provider out of its rotation (health unchanged)."""
+    Provider.objects.filter(pk=provider_id).update(last_error=f"taken out of rotation: {error}"[:2000])
 
 
 def providers_due() -> list[int]:

@@ -8,13 +8,16 @@ has a budget of 3 ms. The Celery health poller keeps a sync httpx client.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 import weakref
 
 import aiohttp
+import httpcore
 import httpx
 from django.conf import settings
 
-from inference.netguard import PublicOnlyResolver
+from inference.netguard import PublicOnlyBackend, PublicOnlyResolver
 
 
 def api_url(base_url: str, path: str) -> str:
@@ -76,6 +79,21 @@ async def close_all() -> None:
     _sessions.clear()
 
 
-def sync_client(timeout: float) -> httpx.Client:
-    """For health polls in Celery workers."""
-    return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=False)
+
+
+def sync_client(timeout: float, *, public_only: bool = False) -> httpx.Client:
+    """For health polls in Celery workers. `public_only`: as for chat, connect to public
+    addresses only, the very address that was checked (inference.netguard)."""
+    transport = None
+    if public_only:
+        transport = httpx.HTTPTransport(verify=_ssl_context(), retries=0, trust_env=False)
+        # httpx's transport takes no network backend: its pool is swapped for one that dials
+        # through the guard (as mcp_server.web does for page fetches). httpx and httpcore are
+        # pinned, and inference/tests/test_providers_api.py covers this seam.
+        transport._pool = httpcore.ConnectionPool(
+            ssl_context=_ssl_context(), max_connections=4, retries=0, network_backend=PublicOnlyBackend()
+        )
+    return httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport)

@@ -35,6 +35,7 @@ from gateway.errors import GatewayError, NotFound
 from mcp_server import resources, services
 from mcp_server.sessions import StreamLimitReached, hub, session_store
 from mcp_server.web import WebToolResult, fetch_webpage, serper_search
+from organizations.ratelimits import admit_tool_call
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +242,10 @@ async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> types.Call
         args = spec.model.model_validate(params.arguments or {})
     except ValidationError as exc:
         return _tool_error(_validation_message(params.name, exc))
+    try:
+        await admit_tool_call(principal, tool=params.name)
+    except GatewayError as refused:  # RateLimited: the message says which limit and when to retry
+        return _tool_error(refused.message)
     started = time.perf_counter()
     result = await spec.run(args)
     fire_and_forget(

@@ -21,6 +21,11 @@ then per worker process, not shared.
 
 If Redis fails, requests are admitted (and a warning logged): a broken counter store must not
 take the API down with it.
+
+Tool calls that spend the operator's credit (the MCP tools, the Responses API's server-side
+web_search) are limited per project and per key through the same script, on counters of their
+own (`admit_tool_call`): TOOL_CALLS_PER_MINUTE_PER_PROJECT and TOOL_CALLS_PER_MINUTE_PER_KEY,
+and a project's rate limit for the model name `tool_calls` can lower its per-project figure.
 """
 
 from __future__ import annotations
@@ -241,24 +246,66 @@ async def admit(principal: Principal, *, model: str, stream: bool) -> Admission:
         return UNLIMITED
     organization = principal.organization_public_id
     lease = secrets.token_hex(8) if stream and any(rule[4] > 0 for rule in rules) else ""
-    client = async_client()
-    if client is None:
-        result = _local.admit(rules, stream=bool(lease), lease=lease)
-    else:
-        keys: list[str] = []
-        args: list[Any] = ["1" if lease else "0", lease, settings.RATE_LIMIT_STREAM_LEASE_SECONDS * 1000]
-        for rule in rules:
-            keys += _keys(organization, rule)
-            args += [rule[2], rule[3], rule[4]]
-        try:
-            result = [int(value) for value in await _scripts_for(client)[0](keys=keys, args=args)]
-        except Exception:
-            logger.warning("rate limits could not be checked; request admitted", exc_info=True)
-            return UNLIMITED
+    result = await _evaluate(organization, rules, lease)
+    if result is None:
+        return UNLIMITED
     headers = _headers(result)
     if not result[0]:
         raise _refusal(principal, model, rules, result, headers)
     return Admission(headers, rules, organization, lease)
+
+
+async def _evaluate(organization: str, rules: tuple[RateRule, ...], lease: str) -> list[int] | None:
+    """Check every rule and count the request if all pass (the admit script's answer); None if
+    Redis failed, and the request is then admitted."""
+    client = async_client()
+    if client is None:
+        return _local.admit(rules, stream=bool(lease), lease=lease)
+    keys: list[str] = []
+    args: list[Any] = ["1" if lease else "0", lease, settings.RATE_LIMIT_STREAM_LEASE_SECONDS * 1000]
+    for rule in rules:
+        keys += _keys(organization, rule)
+        args += [rule[2], rule[3], rule[4]]
+    try:
+        return [int(value) for value in await _scripts_for(client)[0](keys=keys, args=args)]
+    except Exception:
+        logger.warning("rate limits could not be checked; request admitted", exc_info=True)
+        return None
+
+
+# --- Tool calls ------------------------------------------------------------------------------------
+
+# The pseudo-model of tool-call counters, and the model name of a project rate limit that sets
+# the project's own tool-call figure (its max_requests_per_1_minute).
+TOOL_CALLS = "tool_calls"
+
+
+def _tool_rules(principal: Principal) -> tuple[RateRule, ...]:
+    rules: list[RateRule] = []
+    if principal.project_id is not None:
+        scope = f"p{principal.project_id}"
+        per_project = operators = settings.TOOL_CALLS_PER_MINUTE_PER_PROJECT
+        own = next(
+            (rule[2] for rule in principal.rate_limits if rule[0] == scope and rule[1] == TOOL_CALLS), 0
+        )
+        if own > 0:
+            # A project may tighten the operator's figure, never loosen it: the credit is the operator's.
+            per_project = min(own, operators) if operators > 0 else own
+        if per_project > 0:
+            rules.append((scope, TOOL_CALLS, per_project, 0, 0))
+    if principal.api_key_id is not None and settings.TOOL_CALLS_PER_MINUTE_PER_KEY > 0:
+        rules.append((f"k{principal.api_key_id}", TOOL_CALLS, settings.TOOL_CALLS_PER_MINUTE_PER_KEY, 0, 0))
+    return tuple(rules)
+
+
+async def admit_tool_call(principal: Principal, *, tool: str) -> None:
+    """Count one call of a tool that spends the operator's credit, or raise RateLimited."""
+    rules = _tool_rules(principal)
+    if not rules:
+        return
+    result = await _evaluate(principal.organization_public_id, rules, "")
+    if result is not None and not result[0]:
+        raise _refusal(principal, tool, rules, result, _headers(result), tool_call=True)
 
 
 def _duration(ms: int) -> str:
@@ -288,20 +335,28 @@ def _headers(result: list[int]) -> dict[str, str]:
 
 
 def _refusal(
-    principal: Principal, model: str, rules: tuple[RateRule, ...], result: list[int], headers: dict[str, str]
+    principal: Principal,
+    model: str,
+    rules: tuple[RateRule, ...],
+    result: list[int],
+    headers: dict[str, str],
+    *,
+    tool_call: bool = False,
 ) -> RateLimited:
     kind, index, retry_ms, used = result[1], result[2], result[3], result[10]
     rule = rules[index - 1]
     limit = rule[2] if kind == 1 else rule[3] if kind == 2 else rule[4]
-    metrics.rate_limited(_KIND[kind])
+    metrics.rate_limited(TOOL_CALLS if tool_call else _KIND[kind])
     where = (
         "this API key"
         if rule[0].startswith("k")
-        else f"project {principal.project_public_id}" + ("" if rule[1] == _ALL else f" on model {model}")
+        else f"project {principal.project_public_id}"
+        + ("" if rule[1] in (_ALL, TOOL_CALLS) else f" on model {model}")
     )
     wait = _duration(retry_ms)
+    what = f"tool calls per min ({model} is one)" if tool_call else _NAMES[kind]
     message = (
-        f"Rate limit reached for {_NAMES[kind]} in {where}: Limit {limit}, "
+        f"Rate limit reached for {what} in {where}: Limit {limit}, "
         + (f"Used {used}, Requested 1. " if kind != 2 else f"Used {used}. ")
         + f"Please try again in {wait}."
     )

@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.auth import Principal
 from gateway import errors
 from inference import chat
+from organizations import ratelimits
 from responses import translate
 from responses.models import Response
 from responses.selectors import response_object
@@ -374,6 +375,8 @@ async def _web_call(run: Run, call: _Call) -> tuple[list[dict[str, Any]], dict[s
     """Run one web function call: (its events, the tool message for the model)."""
     from mcp_server.web import fetch_webpage, serper_search
 
+    # Raises RateLimited: the run fails with rate_limit_exceeded (a 429 when nothing was sent yet).
+    await ratelimits.admit_tool_call(run.principal, tool=call.name)
     try:
         arguments = orjson.loads(call.arguments or "{}")
     except orjson.JSONDecodeError:

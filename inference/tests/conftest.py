@@ -24,8 +24,8 @@ def live_gateway() -> Iterator[LiveGateway]:
 def make_upstream() -> Iterator[Callable[..., FakeUpstream]]:
     started: list[FakeUpstream] = []
 
-    def make(models: list[str] | None = None) -> FakeUpstream:
-        upstream = FakeUpstream(models).start()
+    def make(models: list[str] | None = None, *, port: int | None = None) -> FakeUpstream:
+        upstream = FakeUpstream(models, port=port).start()
         started.append(upstream)
         return upstream
 
@@ -46,9 +46,9 @@ def _fresh_registry(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
     settings.PROVIDER_EJECT_SECONDS = 30
     settings.USAGE_FLUSH_INTERVAL_SECONDS = 0.1
     registry.invalidate()
-    registry._ejected_until.clear()
+    registry.reset()
     yield
-    registry._ejected_until.clear()
+    registry.reset()
 
 
 def register(upstream: FakeUpstream, *, name: str = "fake", api_key: str = "upstream-secret-key") -> Provider:

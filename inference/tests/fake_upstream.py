@@ -47,14 +47,17 @@ TOOL_CALLS = [
 
 
 class FakeUpstream:
-    def __init__(self, models: list[str] | None = None) -> None:
+    def __init__(self, models: list[str] | None = None, *, port: int | None = None) -> None:
         self.models = models or ["fake-model"]
         self.behaviour: dict[str, str] = {}  # model id → behaviour; default "text"
         self.down = False  # every endpoint answers 503
+        # A chat request whose body holds these bytes gets a 500, whatever its model: a caller
+        # whose requests crash the model server, while everyone else's work.
+        self.crash_on: bytes | None = None
         self.delay = 0.0  # slow_first_byte / slow_stream pacing
         self.requests: list[dict[str, Any]] = []
         self.disconnects = 0
-        self.port = _free_port()
+        self.port = port or _free_port()  # a port of its own, or a stopped server's to restart it
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", interface="asgi3"
@@ -112,7 +115,7 @@ class FakeUpstream:
             )
             return
         behaviour = self.behaviour.get(body.get("model", ""), "text")
-        if behaviour == "error_500":
+        if behaviour == "error_500" or (self.crash_on and self.crash_on in raw):
             await self._json(send, 500, {"error": {"message": "the model crashed", "type": "server_error"}})
             return
         if behaviour == "error_400":

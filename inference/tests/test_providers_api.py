@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 from django.test import Client
 
 from accounts.services import token_pair_issue
+from inference import netguard, services
 from inference.models import Provider
 from inference.registry import registry
 from inference.tests.fake_upstream import FakeUpstream
@@ -150,7 +152,17 @@ def test_tenant_provider_on_a_private_address_is_refused(base_url: str, tenant: 
     assert not Provider.objects.exists()
 
 
-@pytest.mark.parametrize("base_url", ["ftp://example.com", "not a url", "http://user:pw@example.com"])
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "ftp://example.com",
+        "not a url",
+        "http://user:pw@example.com",
+        "http://example.com/v1?tenant=a",  # /v1/models would land in the query
+        "http://example.com/?",
+        "http://example.com/v1#models",
+    ],
+)
 def test_malformed_base_url_is_400(base_url: str, tenant: dict[str, Any]) -> None:
     response = call("post", PROVIDERS, tenant["owner_jwt"], {"name": "bad", "base_url": base_url})
     assert response.status_code == 400
@@ -175,3 +187,68 @@ def test_a_name_that_moves_to_a_private_address_is_refused_at_connect_time(
     )
     assert answer.status_code == 502, answer.text
     assert len(upstream.requests) == seen  # nothing reached the private address
+
+
+def test_global_providers_are_listed_without_their_address_or_errors(
+    settings: Any, live_gateway: LiveGateway, make_upstream: Any, tenant: dict[str, Any]
+) -> None:
+    settings.PROVIDER_PRIVATE_URLS_ALLOWED = True
+    operators = make_upstream(["fake-model"])
+    global_provider = services.provider_create(name="operator's vllm", base_url=operators.base_url)
+    Provider.objects.filter(pk=global_provider.pk).update(last_error="connect to 10.0.3.7:8000 refused")
+    own = call("post", PROVIDERS, tenant["owner_jwt"], {"name": "ours", "base_url": make_upstream().base_url})
+    assert own.status_code == 201, own.content
+    for token in (tenant["owner_jwt"], tenant["admin_key"]):
+        headers = {"Authorization": f"Bearer {token}"}
+        if token in _ORGANIZATION_OF:
+            headers["OpenAI-Organization"] = _ORGANIZATION_OF[token]
+        listed = httpx.get(f"{live_gateway.url}{PROVIDERS}", headers=headers).json()["data"]
+        by_scope = {entry["scope"]: entry for entry in listed}
+        assert by_scope["global"]["base_url"] is None
+        assert by_scope["global"]["last_error"] is None
+        assert by_scope["global"]["healthy"] is True
+        assert by_scope["organization"]["base_url"] == own.json()["base_url"]
+        detail = httpx.get(f"{live_gateway.url}{PROVIDERS}/{global_provider.public_id}", headers=headers)
+        assert detail.status_code == 200
+        assert detail.json()["base_url"] is None
+        assert "10.0.3.7" not in detail.text
+        assert operators.base_url not in detail.text
+
+
+def test_the_health_poll_dials_the_address_it_checked(
+    settings: Any, make_upstream: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebinding name answers a permitted address to the check and a forbidden one to any
+    later lookup. Here the permitted address is 127.0.0.2 (made "public" for this test, since
+    no traffic may leave the machine) and the forbidden one 127.0.0.1, where the upstream
+    listens: a poll that resolved twice would reach it."""
+    upstream = make_upstream(["fake-model"])
+    organization = make_org()
+    settings.PROVIDER_PRIVATE_URLS_ALLOWED = True
+    provider = services.provider_create(
+        name="rebinding",
+        base_url=f"http://rebind.example:{upstream.port}",
+        organization=organization,
+    )
+    settings.PROVIDER_PRIVATE_URLS_ALLOWED = False
+    real_getaddrinfo, real_is_public = socket.getaddrinfo, netguard.is_public
+    lookups: list[str] = []
+
+    def rebinding_dns(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "rebind.example":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.2" if len(lookups) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    monkeypatch.setattr(
+        netguard,
+        "is_public",
+        lambda address, **kw: str(address) == "127.0.0.2" or real_is_public(address, **kw),
+    )
+    checked = services.provider_check(provider_id=provider.pk, force=True)
+    assert checked is not None
+    assert checked.consecutive_failures == 1  # 127.0.0.2 has no listener: the poll failed there
+    assert lookups == ["rebind.example"]  # one lookup, the one that was checked
+    assert not [r for r in upstream.requests if r["path"] == "/v1/models"]  # 127.0.0.1 never reached

@@ -278,3 +278,32 @@ def test_admin_summary_over_the_last_day_and_week(admin_user: Any) -> None:
     assert "<td>33</td>" not in summary("24h")
     assert "<td>33</td>" in summary("7d")
     assert "<td>77</td>" in summary("30d")
+
+
+def test_a_page_costs_one_page_of_buckets_whatever_the_range(
+    usage: dict[str, Any], django_assert_max_num_queries: Any
+) -> None:
+    path = "/v1/organization/usage/completions"
+    now = int(time.time())
+    # From the epoch by the minute: refused up front, naming the parameter.
+    refused = get(path, usage["admin"], start_time=0, bucket_width="1m")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "start_time"
+    assert_valid("ErrorResponse", refused.json())
+    # The widest range allowed by the minute (7 days, 10,080 buckets): one page of 60 is built.
+    started = time.perf_counter()
+    with django_assert_max_num_queries(8):
+        page = get(path, usage["admin"], start_time=now - 7 * 86400 + 120, bucket_width="1m").json()
+    assert time.perf_counter() - started < 1.0
+    assert len(page["data"]) == 60
+    assert page["has_more"] is True
+    assert page["next_page"] == f"page_{page['data'][-1]['start_time'] + 60}"
+    # end_time in the future is capped at now: no buckets for time that has not happened yet.
+    capped = get(path, usage["admin"], start_time=now - 3 * 86400, end_time=now + 30 * 86400, limit=31).json()
+    assert len(capped["data"]) == 4
+    assert capped["has_more"] is False
+    assert capped["data"][-1]["end_time"] <= now + 2
+    for width, days in (("1h", 94), ("1d", 3 * 366 + 1)):
+        too_wide = get(path, usage["admin"], start_time=now - days * 86400, bucket_width=width)
+        assert too_wide.status_code == 400, width
+        assert too_wide.json()["error"]["param"] == "start_time"

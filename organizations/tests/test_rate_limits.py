@@ -4,6 +4,7 @@ and their enforcement in Redis (one process, two processes, and the per-process 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -465,3 +466,46 @@ def test_django_admin_sets_limits_through_the_services(admin_user: Any) -> None:
     key.refresh_from_db()
     assert (key.max_requests_per_1_minute, key.max_tokens_per_1_minute) == (9, 500)
     assert AuditLogEntry.objects.filter(action="api_key.updated", target_id=key.public_id).exists()
+
+
+# --- Tool calls --------------------------------------------------------------------------------------
+
+
+async def test_tool_calls_are_limited_per_key_and_per_project(settings: Any) -> None:
+    settings.TOOL_CALLS_PER_MINUTE_PER_KEY = 2
+    settings.TOOL_CALLS_PER_MINUTE_PER_PROJECT = 3
+    caller = principal(("k1", "*", 1, 0, 0))  # a chat limit of 1/min: tool calls count apart
+    for _ in range(2):
+        await ratelimits.admit_tool_call(caller, tool="serper_search")
+    with pytest.raises(RateLimited) as refused:
+        await ratelimits.admit_tool_call(caller, tool="serper_search")
+    assert refused.value.status == 429
+    assert refused.value.message.startswith("Rate limit reached for tool calls per min")
+    assert "serper_search" in refused.value.message
+    assert "this API key" in refused.value.message
+    assert 1 <= int(refused.value.headers["Retry-After"]) <= 60
+    # chat is untouched by tool calls: its own first request of the minute passes
+    await ratelimits.admit(caller, model="m", stream=False)
+    # another key of the same project has its own two, then the project's three are spent
+    other_key = dataclasses.replace(caller, api_key_id=2, rate_limits=())
+    await ratelimits.admit_tool_call(other_key, tool="web_search")
+    with pytest.raises(RateLimited) as project_refused:
+        await ratelimits.admit_tool_call(other_key, tool="web_search")
+    assert "project proj_ratelimittest" in project_refused.value.message
+
+
+async def test_a_project_may_lower_its_tool_call_limit_never_raise_it(settings: Any) -> None:
+    settings.TOOL_CALLS_PER_MINUTE_PER_KEY = 0
+    settings.TOOL_CALLS_PER_MINUTE_PER_PROJECT = 3
+    lowered = principal(("p1", ratelimits.TOOL_CALLS, 1, 0, 0))
+    await ratelimits.admit_tool_call(lowered, tool="web_search")
+    with pytest.raises(RateLimited):
+        await ratelimits.admit_tool_call(lowered, tool="web_search")
+    raised = principal(("p2", ratelimits.TOOL_CALLS, 1000, 0, 0), org="org_other")
+    raised = dataclasses.replace(raised, project_id=2)
+    for _ in range(3):
+        await ratelimits.admit_tool_call(raised, tool="web_search")
+    with pytest.raises(RateLimited):
+        await ratelimits.admit_tool_call(raised, tool="web_search")
+    # and a project rate limit named tool_calls never limits chat on other models
+    await ratelimits.admit(lowered, model="m", stream=False)
