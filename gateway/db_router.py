@@ -29,7 +29,6 @@ rotation by then has replayed the write.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
@@ -209,35 +208,47 @@ SELECT
 
 
 class ReplicaMonitor:
-    """Each replica's replay position and lag, cached for a moment in this process.
+    """Each replica's replay position and lag, as this process last probed them.
 
-    Probes use their own connection per replica (never the pool the queries use, which would
-    hand a probe a connection that is already known bad) with short connect and statement
-    timeouts, so a replica that hangs costs a probe at most a second.
+    Probes run in a background thread, one at a time per replica, so a replica that hangs never
+    holds up a request; a reading that stops being renewed takes the replica out of rotation.
+    They use their own connection per replica (not the pool the queries use) with a short
+    connect timeout (libpq's floor is 2 s) and statement timeout.
     """
 
     def __init__(self) -> None:
         self._status: dict[str, ReplicaStatus] = {}
         self._connections: dict[str, Any] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._probing: set[str] = set()
         self._guard = threading.Lock()
 
     def cached(self, alias: str) -> ReplicaStatus | None:
         return self._status.get(alias)
 
-    def status(self, alias: str, *, max_age: float) -> ReplicaStatus:
+    def status(self, alias: str, *, max_age: float) -> ReplicaStatus | None:
+        """What is known, never waiting: a reading older than `max_age` starts a probe in the
+        background and the caller decides on the reading it has (the next one gets the new).
+        A replay position only moves forward, so an old reading errs towards the primary."""
         status = self._status.get(alias)
-        if status is not None and time.monotonic() - status.checked_at <= max_age:
-            return status
-        if _in_event_loop():
-            # A blocking probe would stall every request of this worker: use what is known.
-            return status or ReplicaStatus(alias, False, None, None, time.monotonic(), "not probed yet")
-        lock = self._lock(alias)
-        with lock:  # one probe per replica at a time; the others use its answer
-            status = self._status.get(alias)
-            if status is not None and time.monotonic() - status.checked_at <= max_age:
-                return status
-            return self.probe(alias)
+        if status is None or time.monotonic() - status.checked_at > max_age:
+            self._probe_soon(alias)
+        return status
+
+    def _probe_soon(self, alias: str) -> None:
+        with self._guard:
+            if alias in self._probing:
+                return
+            self._probing.add(alias)
+        threading.Thread(
+            target=self._probe_once, args=(alias,), name=f"replica-probe-{alias}", daemon=True
+        ).start()
+
+    def _probe_once(self, alias: str) -> None:
+        try:
+            self.probe(alias)
+        finally:
+            with self._guard:
+                self._probing.discard(alias)
 
     def probe(self, alias: str, *, timeout: float | None = None) -> ReplicaStatus:
         timeout = float(settings.DB_REPLICA_PROBE_TIMEOUT_SECONDS) if timeout is None else timeout
@@ -269,10 +280,6 @@ class ReplicaMonitor:
     def mark_unreachable(self, alias: str, error: str) -> None:
         self._drop_connection(alias)
         self.remember(ReplicaStatus(alias, False, None, None, time.monotonic(), error))
-
-    def _lock(self, alias: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(alias, threading.Lock())
 
     def _connection(self, alias: str, timeout: float) -> Any:
         connection = self._connections.get(alias)
@@ -318,15 +325,16 @@ def libpq_params(alias: str) -> dict[str, Any]:
     return params
 
 
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 monitor = ReplicaMonitor()
+
+
+def _usable(status: ReplicaStatus | None, status_seconds: float) -> bool:
+    """In rotation by a reading recent enough to trust (probes that stopped coming back mean a
+    replica that hangs)."""
+    if status is None or not status.in_rotation:
+        return False
+    stale_after = status_seconds + float(settings.DB_REPLICA_PROBE_TIMEOUT_SECONDS) + 2.0
+    return time.monotonic() - status.checked_at <= stale_after
 
 
 def _pick_replica(required: int, *, reason_if_behind: str) -> str | None:
@@ -338,17 +346,13 @@ def _pick_replica(required: int, *, reason_if_behind: str) -> str | None:
     any_in_rotation = False
     for alias in replicas:
         status = monitor.status(alias, max_age=status_seconds)
-        if not status.in_rotation:
+        if status is None or not _usable(status, status_seconds):
             continue
+        any_in_rotation = True
         if status.replay_lsn is not None and status.replay_lsn >= required:
             return alias
-        # Behind the cached reading: the replica may have replayed since; ask again if the
-        # reading is older than a moment (a replica's position only moves forward).
-        status = monitor.status(alias, max_age=lsn_seconds)
-        if status.in_rotation:
-            any_in_rotation = True
-            if status.replay_lsn is not None and status.replay_lsn >= required:
-                return alias
+        # Behind this reading: have the replica asked again soon, unless it was just asked.
+        monitor.status(alias, max_age=lsn_seconds)
     PRIMARY_FALLBACK_READS.labels(reason_if_behind if any_in_rotation else "no_replica_in_rotation").inc()
     return None
 
@@ -439,14 +443,10 @@ def _required_for_request(db: dict[str, Any] | None) -> int:
 # --- Recording writes ---------------------------------------------------------------------------
 
 
-def _primary_is_postgres() -> bool:
-    return bool(connections[DEFAULT_DB_ALIAS].vendor == "postgresql")
-
-
-def _record_write(extra_scopes: Iterable[str] = ()) -> None:
-    """After a commit: store the primary's WAL position under every scope the write belongs to."""
+def record_write(extra_scopes: Iterable[str] = ()) -> None:
+    """After a commit: store the primary's WAL position under every scope the write belongs to
+    (called by gateway.primary_backend)."""
     connection = connections[DEFAULT_DB_ALIAS]
-    connection._gateway_write_pending = False  # type: ignore[attr-defined]
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
@@ -468,32 +468,6 @@ def _record_write(extra_scopes: Iterable[str] = ()) -> None:
         _positions_store(scopes, lsn)
     else:
         _positions_store_local(scopes, lsn)
-
-
-def _commit_hook_registered(connection: Any) -> bool:
-    return any(callback is _record_write for _, callback, _ in connection.run_on_commit)
-
-
-def _after_execute(execute: Any, sql: str, params: Any, many: bool, ctx: dict[str, Any]) -> Any:
-    """Execute wrapper on the primary: once a write statement ran, record the position after its
-    commit (at once in autocommit mode, else when the outermost transaction commits)."""
-    result = execute(sql, params, many, ctx)
-    connection = ctx["connection"]
-    if getattr(connection, "_gateway_write_pending", False):
-        if connection.in_atomic_block:
-            connection._gateway_write_pending = False
-            if not _commit_hook_registered(connection):
-                connection.on_commit(_record_write)
-        else:
-            _record_write()
-    return result
-
-
-def _install_wrapper(sender: Any, connection: Any, **kwargs: Any) -> None:
-    if connection.alias != DEFAULT_DB_ALIAS or connection.vendor != "postgresql":
-        return
-    if not any(wrapper is _after_execute for wrapper in connection.execute_wrappers):
-        connection.execute_wrappers.append(_after_execute)
 
 
 def _row_scopes(instance: Any) -> set[str]:
@@ -535,14 +509,11 @@ def _row_written(sender: Any, instance: Any, **kwargs: Any) -> None:
         if db is not None:
             db.setdefault("touched", set()).update(scopes)
         # Outside a context the commit hook records under "unscoped", which covers these rows.
-    elif db is not None and _primary_is_postgres():
-        _record_write(scopes)  # autocommit: the row is already committed
+    elif db is not None and hasattr(connection, "gateway_write_pending"):
+        record_write(scopes)  # autocommit: the row is already committed
 
 
 def connect_signals() -> None:
-    from django.db.backends.signals import connection_created
-
-    connection_created.connect(_install_wrapper, dispatch_uid="gateway.db_router.wrapper")
     post_save.connect(_row_written, dispatch_uid="gateway.db_router.post_save")
     post_delete.connect(_row_written, dispatch_uid="gateway.db_router.post_delete")
 
@@ -582,8 +553,8 @@ class PrimaryReplicaRouter:
             if db is not None:
                 db["wrote"] = True
             primary = connections[DEFAULT_DB_ALIAS]
-            _install_wrapper(None, primary)
-            primary._gateway_write_pending = True  # type: ignore[attr-defined]
+            if hasattr(primary, "gateway_write_pending"):  # gateway.primary_backend
+                primary.gateway_write_pending = True
         return DEFAULT_DB_ALIAS
 
     def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool:

@@ -184,6 +184,9 @@ for _index in range(1, 10):
     # MIRROR points this alias at that database name on the replica's own host and port.
     DATABASES[_alias]["TEST"] = {"MIRROR": "default"}
     DATABASE_REPLICAS.append(_alias)
+if DATABASE_REPLICAS and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Records the WAL position of each committed write, for read-your-writes on the replicas.
+    DATABASES["default"]["ENGINE"] = "gateway.primary_backend"
 DATABASE_ROUTERS = ["gateway.db_router.PrimaryReplicaRouter"]
 
 # --- Read replicas and read-your-writes (gateway.db_router) ------------------------------
@@ -193,7 +196,7 @@ DB_REPLICA_MAX_LAG_SECONDS = env.float("DB_REPLICA_MAX_LAG_SECONDS", default=5.0
 DB_REPLICA_STATUS_SECONDS = env.float("DB_REPLICA_STATUS_SECONDS", default=1.0)
 # How long a replay position that is behind a reader's is trusted before asking the replica again.
 DB_REPLICA_LSN_CACHE_SECONDS = env.float("DB_REPLICA_LSN_CACHE_SECONDS", default=0.05)
-# Connect and statement timeout of a replica probe (also /readyz's per-check bound).
+# Statement timeout of a replica probe (probes run in the background, never in a request).
 DB_REPLICA_PROBE_TIMEOUT_SECONDS = env.float("DB_REPLICA_PROBE_TIMEOUT_SECONDS", default=0.5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

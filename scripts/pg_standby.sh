@@ -28,9 +28,14 @@ free_port_from() {
   echo "$port"
 }
 
-if [[ -f "$dir/ports" ]]; then
-  # shellcheck source=/dev/null
-  source "$dir/ports"  # the ports chosen at start
+# The port a node was configured with at start (the last `port =` line of its config wins).
+configured_port() {
+  sed -n "s/^port = \([0-9]*\)$/\1/p" "$1/postgresql.conf" | tail -n 1
+}
+
+if [[ -f "$dir/replica/postgresql.conf" ]]; then
+  primary_port=$(configured_port "$dir/primary")
+  replica_port=$(configured_port "$dir/replica")
 else
   primary_port=${PG_STANDBY_PRIMARY_PORT:-$(free_port_from 55432)}
   replica_port=${PG_STANDBY_REPLICA_PORT:-$(free_port_from $((primary_port + 1)))}
@@ -79,7 +84,6 @@ case "$command" in
     if [[ $(id -u) -eq 0 ]]; then
       chown postgres: "$dir"
     fi
-    printf 'primary_port=%s\nreplica_port=%s\n' "$primary_port" "$replica_port" >"$dir/ports"
     if [[ ! -d "$dir/primary" ]]; then
       as_postgres "$bindir/initdb" -D "$dir/primary" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
       cat >>"$dir/primary/postgresql.conf" <<EOF

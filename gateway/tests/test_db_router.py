@@ -198,3 +198,34 @@ def test_lsn_text_round_trip() -> None:
         assert value is not None
         assert db_router.lsn_format(value) == text
     assert db_router.lsn_parse("1/0") > db_router.lsn_parse("0/FFFFFFFF")  # type: ignore[operator]
+
+
+@requires_standby
+def test_metrics_show_lag_and_primary_fallback_reads() -> None:
+    from prometheus_client import REGISTRY
+
+    replica = settings.DATABASE_REPLICAS[0]
+    user = User.objects.create_user("metrics@example.com")
+    wait_replica_caught_up(replica)
+    lag = REGISTRY.get_sample_value("gateway_db_replica_lag_seconds", {"replica": replica})
+    assert lag is not None
+    assert 0 <= lag < 5
+
+    def fallbacks() -> float:
+        return (
+            REGISTRY.get_sample_value("gateway_db_primary_fallback_reads_total", {"reason": "replica_behind"})
+            or 0.0
+        )
+
+    before = fallbacks()
+    token = _as_request(user)
+    try:
+        User.objects.filter(pk=user.pk).update(name="counted")
+    finally:
+        context.end(token)  # type: ignore[arg-type]
+    token = _as_request(user)
+    try:
+        User.objects.filter(pk=user.pk).exists()
+    finally:
+        context.end(token)  # type: ignore[arg-type]
+    assert fallbacks() == before + 1
