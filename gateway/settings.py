@@ -514,8 +514,8 @@ RESPONSES_WEB_SEARCH_MAX_ROUNDS = env.int("RESPONSES_WEB_SEARCH_MAX_ROUNDS", def
 RESPONSES_WEB_SEARCH_MAX_CALLS = env.int("RESPONSES_WEB_SEARCH_MAX_CALLS", default=8)
 RESPONSES_WEB_SEARCH_RESULTS = env.int("RESPONSES_WEB_SEARCH_RESULTS", default=5)
 SCHEMA_EXTERNAL_OPERATIONS.append("responses.schema.OPERATIONS")
-# A background run whose worker died stays in_progress; past the task's hard time limit it
-# cannot still be running, so the sweep marks it failed.
+# Background runs whose worker died: re-queued or failed by the sweep (see "Background response
+# leases" below for its period).
 CELERY_BEAT_SCHEDULE["responses-sweep"] = {"task": "responses.tasks.responses_sweep", "schedule": 60.0}
 
 # --- Conversations -----------------------------------------------------------------------
@@ -585,3 +585,13 @@ SHUTDOWN_DRAIN_SECONDS = env.int("SHUTDOWN_DRAIN_SECONDS", default=30)
 # these prefixes carry model input (images, long histories) and may have CHAT_MAX_BODY_BYTES;
 # every other path DATA_UPLOAD_MAX_MEMORY_SIZE (Django's setting, 2.5 MB unless set). 413 above.
 LARGE_BODY_PATHS = ["/v1/chat/completions", "/v1/conv", "/v1/responses"]
+
+# --- Background response leases (responses.services: run_background, responses_sweep) ---------
+# A running background response's worker renews its lease every RENEW seconds; the sweep (every
+# SWEEP seconds) re-queues a run whose lease lapsed (once, if no output reached a client yet) or
+# fails it, so a dead worker's run is settled within LEASE + SWEEP seconds.
+RESPONSES_LEASE_SECONDS = env.float("RESPONSES_LEASE_SECONDS", default=15.0)
+RESPONSES_LEASE_RENEW_SECONDS = env.float("RESPONSES_LEASE_RENEW_SECONDS", default=5.0)
+RESPONSES_SWEEP_SECONDS = env.float("RESPONSES_SWEEP_SECONDS", default=5.0)
+RESPONSES_MAX_ATTEMPTS = env.int("RESPONSES_MAX_ATTEMPTS", default=2)
+CELERY_BEAT_SCHEDULE["responses-sweep"]["schedule"] = RESPONSES_SWEEP_SECONDS

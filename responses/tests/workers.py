@@ -42,10 +42,11 @@ class Workers:
         )
         return env
 
-    def start(self) -> Workers:
+    def start(self, *, flush: bool = True) -> Workers:
         redis = sync_client()
         assert redis is not None, "the worker tests need REDIS_URL"
-        redis.flushdb()  # our own Redis db: no stale tasks from an earlier run
+        if flush:  # our own Redis db: no stale tasks from an earlier run
+            redis.flushdb()
         for name in self.names:
             log = tempfile.TemporaryFile()  # noqa: SIM115 -- open for the workers' lifetime, closed in stop()
             self.logs.append(log)
