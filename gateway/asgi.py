@@ -4,6 +4,9 @@ A thin router in front of Django: ASGI apps registered in settings.ASGI_MOUNTS (
 take their path prefixes; everything else is Django. ASGI lifespan is handled here, entering
 every context manager of settings.ASGI_LIFESPAN and every mount's own lifespan at startup.
 Servers without lifespan (daphne) still work: mounts must also start lazily.
+
+In front of everything, Guard: request-body limits counted on the bytes received, and the last
+resort that turns an exception escaping any of the above into the error envelope.
 """
 
 from __future__ import annotations

@@ -550,8 +550,8 @@ RESPONSES_WEB_SEARCH_MAX_ROUNDS = env.int("RESPONSES_WEB_SEARCH_MAX_ROUNDS", def
 RESPONSES_WEB_SEARCH_MAX_CALLS = env.int("RESPONSES_WEB_SEARCH_MAX_CALLS", default=8)
 RESPONSES_WEB_SEARCH_RESULTS = env.int("RESPONSES_WEB_SEARCH_RESULTS", default=5)
 SCHEMA_EXTERNAL_OPERATIONS.append("responses.schema.OPERATIONS")
-# A background run whose worker died stays in_progress; past the task's hard time limit it
-# cannot still be running, so the sweep marks it failed.
+# Background runs whose worker died: re-queued or failed by the sweep (see "Background response
+# leases" below for its period).
 CELERY_BEAT_SCHEDULE["responses-sweep"] = {"task": "responses.tasks.responses_sweep", "schedule": 60.0}
 
 # --- Conversations -----------------------------------------------------------------------
@@ -638,3 +638,13 @@ AUTH_REFRESH_PER_MINUTE = env.int("AUTH_REFRESH_PER_MINUTE", default=60)
 # `tool_calls` can lower its own figure, never raise it.
 TOOL_CALLS_PER_MINUTE_PER_PROJECT = env.int("TOOL_CALLS_PER_MINUTE_PER_PROJECT", default=60)
 TOOL_CALLS_PER_MINUTE_PER_KEY = env.int("TOOL_CALLS_PER_MINUTE_PER_KEY", default=30)
+
+# --- Background response leases (responses.services: run_background, responses_sweep) ---------
+# A running background response's worker renews its lease every RENEW seconds; the sweep (every
+# SWEEP seconds) re-queues a run whose lease lapsed (once, if no output reached a client yet) or
+# fails it, so a dead worker's run is settled within LEASE + SWEEP seconds.
+RESPONSES_LEASE_SECONDS = env.float("RESPONSES_LEASE_SECONDS", default=15.0)
+RESPONSES_LEASE_RENEW_SECONDS = env.float("RESPONSES_LEASE_RENEW_SECONDS", default=5.0)
+RESPONSES_SWEEP_SECONDS = env.float("RESPONSES_SWEEP_SECONDS", default=5.0)
+RESPONSES_MAX_ATTEMPTS = env.int("RESPONSES_MAX_ATTEMPTS", default=2)
+CELERY_BEAT_SCHEDULE["responses-sweep"]["schedule"] = RESPONSES_SWEEP_SECONDS

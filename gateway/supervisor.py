@@ -1,6 +1,7 @@
 """`python -m gateway.supervisor [Procfile]`: what `make run` runs in the foreground.
 
-Starts every process of the Procfile (web, Celery worker, beat), restarts one that exits on
+Starts every process of the Procfile (web, Celery worker, beat; one command per line, run with
+`exec` so that signals reach the program itself), restarts one that exits on
 its own (with a growing pause, so a process that cannot start does not spin) while the others
 keep serving, and on Ctrl-C or SIGTERM stops them all once: one SIGTERM each, then up to
 SHUTDOWN_DRAIN_SECONDS (plus a margin) for the web server's drain and the worker's warm
@@ -10,7 +11,7 @@ Why not honcho: it stops everything when one process dies, and it passes the ter
 to every child besides its own SIGTERM, so Celery logged errors on its second signal. Why not
 supervisord or circus: they stay in the foreground well enough, but neither can keep `make`
 out of Ctrl-C (make then reports "Interrupt" and exits 130 whatever its recipe does), nor say
-when the gateway is ready to use; the whole job is the hundred lines below.
+when the gateway is ready to use; the whole job fits in this module.
 
 Each child runs in its own session, so only this process hears the terminal. When the
 terminal is ours, this process also becomes its foreground group for as long as it runs, so a
@@ -34,6 +35,9 @@ from typing import Any
 # A process that lived at least this long had started fine: its next crash restarts it at once.
 STARTED_FINE_SECONDS = 30.0
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
+# A process that failed this many times in a row soon after starting will not start (a port in
+# use, a broken setting): everything stops, and the last failure's output says why.
+GIVE_UP_AFTER = 6
 # Beyond the drain: Celery's warm shutdown and interpreter exit.
 STOP_MARGIN_SECONDS = 10.0
 
@@ -98,6 +102,7 @@ class Supervisor:
     stopping: bool = False
     forced: bool = False
     announced: bool = False
+    gave_up: bool = False
     _signals: list[int] = field(default_factory=list)
 
     def request_stop(self, signum: int, _frame: Any = None) -> None:
@@ -138,6 +143,10 @@ class Supervisor:
             child.kill_group()  # a web worker or pool process left behind would hold the port or a task
             lived = now - child.started_at
             child.failures = 0 if lived >= STARTED_FINE_SECONDS else child.failures + 1
+            if child.failures >= GIVE_UP_AFTER:
+                log(f"{child.name} failed {child.failures} times in a row at start; stopping everything")
+                self.stopping = self.gave_up = True
+                return
             delay = (
                 0.0 if child.failures == 0 else RESTART_DELAYS[min(child.failures, len(RESTART_DELAYS)) - 1]
             )
@@ -160,7 +169,7 @@ class Supervisor:
             if child.process is not None:
                 child.process.wait()
         log("stopped")
-        return 1 if self.forced else 0
+        return 1 if self.forced or self.gave_up else 0
 
     def _announce_when_ready(self) -> None:
         if self.announced or self.ready_url is None:
@@ -202,12 +211,16 @@ def provider_configured() -> bool:
     if settings.JAN_INFERENCE_MODEL_URL:
         return True
     django.setup()
+    from django.db import connections
+
     from inference.models import Provider
 
     try:
         return Provider.objects.exists()
     except Exception:  # a database that is not reachable here: say nothing rather than guess
         return True
+    finally:
+        connections.close_all()  # the supervisor keeps no connection for its lifetime
 
 
 @contextlib.contextmanager

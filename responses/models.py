@@ -52,11 +52,20 @@ class Response(models.Model):
     request_id = models.CharField(max_length=128, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)  # when a worker claimed it
+    # A background run belongs to its worker until this moment; the worker pushes it forward
+    # every few seconds, so a lapsed lease means the worker died (responses.services.responses_sweep).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Claims so far: the sweep re-queues a run once, and the number fences a worker that lost
+    # its lease out of the row a newer claim now owns.
+    attempts = models.PositiveSmallIntegerField(default=0)
     completed_at = models.DateTimeField(null=True, blank=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["project", "created_at"])]
+        indexes = [
+            models.Index(fields=["project", "created_at"]),
+            models.Index(fields=["status", "lease_expires_at"], name="responses_lease_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} ({self.status})"

@@ -11,11 +11,12 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Coroutine
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.auth import Principal
@@ -151,11 +152,14 @@ def response_finish(*, row: Response) -> Response:
         "incomplete_details": row.incomplete_details,
         "completed_at": row.completed_at,
     }
-    updated = Response.objects.filter(pk=row.pk, status__in=_ACTIVE).update(status=row.status, **fields)
+    # attempts: a run the sweep gave up and re-queued is finished by its new claim only.
+    updated = Response.objects.filter(pk=row.pk, status__in=_ACTIVE, attempts=row.attempts).update(
+        status=row.status, **fields
+    )
     if updated and row.conversation_public_id and row.status in _APPENDED:
         _conversation_append(row)
     if not updated:
-        Response.objects.filter(pk=row.pk).update(output=row.output, usage=row.usage)
+        Response.objects.filter(pk=row.pk, attempts=row.attempts).update(output=row.output, usage=row.usage)
         row.status = Response.objects.filter(pk=row.pk).values_list("status", flat=True).first() or row.status
     return row
 
@@ -212,13 +216,44 @@ def response_delete(*, principal: Principal, response_id: str) -> str:
 # --- Background runs --------------------------------------------------------------------------
 
 
+def _lease_until() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.RESPONSES_LEASE_SECONDS)
+
+
 def _claim(response_pk: int) -> Response | None:
     claimed = Response.objects.filter(pk=response_pk, status=Response.Status.QUEUED).update(
-        status=Response.Status.IN_PROGRESS, started_at=timezone.now()
+        status=Response.Status.IN_PROGRESS,
+        started_at=timezone.now(),
+        lease_expires_at=_lease_until(),
+        attempts=F("attempts") + 1,
     )
     if claimed != 1:
         return None
     return Response.objects.get(pk=response_pk)
+
+
+def response_lease_renew(*, row: Response) -> bool:
+    """Push the run's lease forward; False once the run is no longer this claim's to finish
+    (cancelled, deleted, or given up by the sweep and claimed again)."""
+    renewed = Response.objects.filter(
+        pk=row.pk, status=Response.Status.IN_PROGRESS, attempts=row.attempts
+    ).update(lease_expires_at=_lease_until())
+    return renewed == 1
+
+
+async def _keep_lease(row: Response) -> None:
+    """Renew the lease every few seconds; returns when it is lost.
+
+    A failed renewal (the database unreachable a moment) is retried at the next beat: the lease
+    outlives a few of them, and if it does lapse the next successful renewal reports it lost.
+    """
+    while True:
+        await asyncio.sleep(settings.RESPONSES_LEASE_RENEW_SECONDS)
+        try:
+            if not await run_sync(response_lease_renew, row=row):
+                return
+        except Exception:
+            logger.warning("lease renewal failed", extra={"response_id": row.public_id}, exc_info=True)
 
 
 def _run_context(row: Response) -> Run:
@@ -245,7 +280,10 @@ async def run_background(row: Response) -> None:
     from organizations import ratelimits
 
     run = await run_sync(_run_context, row)
-    sequencer = events.Sequencer(start=2)  # created + queued were logged at creation
+    # created + queued were logged at creation; a restarted run goes on after what is logged.
+    sequencer = events.Sequencer(
+        start=2 if row.attempts <= 1 else max(2, await _logged_events(row.public_id))
+    )
 
     async def consume() -> None:
         async for event in generate(run, opening=False):
@@ -259,9 +297,16 @@ async def run_background(row: Response) -> None:
 
     worker = asyncio.create_task(consume())
     watcher = asyncio.create_task(events.wait_for_cancel(row.public_id, cancelled))
+    lease = asyncio.create_task(_keep_lease(row))
     try:
-        done, _ = await asyncio.wait({worker, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if watcher in done:
+        done, _ = await asyncio.wait({worker, watcher, lease}, return_when=asyncio.FIRST_COMPLETED)
+        if lease in done and worker not in done:
+            # The sweep gave this run up (we were stalled past the lease): whoever holds it now
+            # finishes it; this claim stops without writing.
+            logger.warning("background response lease lost", extra={"response_id": row.public_id})
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
+        elif watcher in done:
             worker.cancel()  # the engine closes the upstream on its way out
             await asyncio.gather(worker, return_exceptions=True)
             await run_sync(response_finish, row=row)
@@ -279,7 +324,7 @@ async def run_background(row: Response) -> None:
                 await run_sync(response_finish, row=row)
                 await events.log_end(row.public_id)
     finally:
-        for task in (worker, watcher):
+        for task in (worker, watcher, lease):
             task.cancel()
         await usage_buffer.flush()
         await ratelimits.drain()  # token limits count this run's usage now, not at the next run
@@ -317,7 +362,7 @@ def response_run_background(*, response_pk: int) -> None:
         # Celery's soft time limit (or a worker shutdown) interrupted the loop mid-run: its
         # tasks would resume inside the next task's run, so they are cancelled with the loop.
         _reset_loop()
-        Response.objects.filter(pk=row.pk, status=Response.Status.IN_PROGRESS).update(
+        Response.objects.filter(pk=row.pk, status=Response.Status.IN_PROGRESS, attempts=row.attempts).update(
             status=Response.Status.FAILED,
             error={"code": "server_error", "message": "The worker stopped while generating the response."},
         )
@@ -341,26 +386,77 @@ def _reset_loop() -> None:
         loop.close()
 
 
-def responses_sweep() -> int:
-    """Fail background runs stranded by a dead worker; returns how many.
+_OPENING_EVENTS = 3  # response.created, response.queued, response.in_progress
+_WORKER_STOPPED = {"code": "server_error", "message": "The worker running this response stopped."}
 
-    A run claimed longer ago than the task's hard time limit cannot still be running (Celery
-    kills it there), so it is marked failed. The conditional UPDATE makes a second sweep a no-op.
+
+async def _logged_events(response_id: str) -> int:
+    from gateway.redis import async_client
+
+    redis = async_client()
+    return int(await redis.xlen(events.events_key(response_id))) if redis is not None else 0
+
+
+def _logged_events_sync(response_id: str) -> int:
+    from gateway.redis import sync_client
+
+    redis = sync_client()
+    return int(redis.xlen(events.events_key(response_id))) if redis is not None else 0
+
+
+def _restartable(row: Response) -> bool:
+    """A run may start over if it has attempts left and no client has seen any of its output:
+    a stored response shows output only once finished, a stream from its first delta on."""
+    if row.lease_expires_at is None or row.attempts >= settings.RESPONSES_MAX_ATTEMPTS:
+        return False  # no lease: claimed before leases existed, and stranded for many minutes
+    return not row.stream or _logged_events_sync(row.public_id) <= _OPENING_EVENTS
+
+
+def responses_sweep() -> tuple[int, int]:
+    """Settle background runs whose worker died; returns (re-queued, failed).
+
+    A worker renews its run's lease every few seconds, so a lapsed lease means the worker is
+    gone. The run is re-queued once when starting over shows a client nothing twice, else it
+    is failed, with a `response.failed` event for whoever follows its stream. Rows claimed
+    before leases existed fall back to the old rule: older than the task's hard time limit.
+    Every UPDATE is conditional on the claim (attempts), so concurrent sweeps settle a run once.
     """
-    cutoff = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
-    stranded = list(
-        Response.objects.filter(
-            background=True, status=Response.Status.IN_PROGRESS, started_at__lt=cutoff
-        ).values_list("pk", "public_id")
+    now = timezone.now()
+    legacy_cutoff = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    lapsed = Response.objects.filter(background=True, status=Response.Status.IN_PROGRESS).filter(
+        Q(lease_expires_at__lt=now) | Q(lease_expires_at__isnull=True, started_at__lt=legacy_cutoff)
     )
-    failed = 0
-    for pk, public_id in stranded:
-        failed += Response.objects.filter(pk=pk, status=Response.Status.IN_PROGRESS).update(
-            status=Response.Status.FAILED,
-            error={"code": "server_error", "message": "The worker running this response stopped."},
-        )
-        events.log_end_sync(public_id)
-    return failed
+    requeued = failed = 0
+    for row in lapsed:
+        claim = Response.objects.filter(pk=row.pk, status=Response.Status.IN_PROGRESS, attempts=row.attempts)
+        if _restartable(row):
+            if claim.update(status=Response.Status.QUEUED, lease_expires_at=None, output=[], usage=None):
+                requeued += 1
+                logger.warning("background response re-queued", extra={"response_id": row.public_id})
+                _requeue(row.pk)
+            continue
+        if claim.update(status=Response.Status.FAILED, error=_WORKER_STOPPED, lease_expires_at=None):
+            failed += 1
+            logger.warning("background response failed", extra={"response_id": row.public_id})
+            row.refresh_from_db()
+            _log_failure(row)
+    return requeued, failed
+
+
+def _requeue(response_pk: int) -> None:
+    from responses import tasks
+
+    tasks.response_generate.delay(response_pk)
+
+
+def _log_failure(row: Response) -> None:
+    """Tell a client following the stream how it ended: the terminal event, then the end mark."""
+    if row.stream:
+        logged = _logged_events_sync(row.public_id)
+        if logged:
+            failure = {"type": "response.failed", "response": selectors.response_object(row)}
+            events.log_append_sync(row.public_id, [events.Sequencer(start=logged).stamp(failure)])
+    events.log_end_sync(row.public_id)
 
 
 def response_get_for_stream(*, principal: Principal, response_id: str) -> Response:

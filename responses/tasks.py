@@ -17,7 +17,7 @@ def response_generate(response_pk: int) -> None:
 
 @shared_task(ignore_result=True)
 def responses_sweep() -> None:
-    """Beat, every minute: fail background responses whose worker died mid-run (see the service)."""
+    """Beat, every few seconds: re-queue or fail background responses whose worker died (see the service)."""
     from responses import services
 
     services.responses_sweep()

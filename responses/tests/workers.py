@@ -43,13 +43,14 @@ class Workers:
         )
         return env
 
-    def start(self) -> Workers:
+    def start(self, *, flush: bool = True) -> Workers:
         redis = sync_client()
         if redis is None or connection.vendor == "sqlite":
             # Worker processes cannot see an in-memory SQLite test database, and without Redis
             # there is no broker they share with the test process.
             pytest.skip("Celery worker processes need PostgreSQL and Redis (DATABASE_URL, REDIS_URL)")
-        redis.flushdb()  # our own Redis db: no stale tasks from an earlier run
+        if flush:  # our own Redis db: no stale tasks from an earlier run
+            redis.flushdb()
         for name in self.names:
             log = tempfile.TemporaryFile()  # noqa: SIM115 -- open for the workers' lifetime, closed in stop()
             self.logs.append(log)

@@ -1,0 +1,66 @@
+"""gateway.supervisor's restart policy, in process, with short real child processes."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway import supervisor
+from gateway.supervisor import Child, Supervisor, read_procfile
+
+pytestmark = pytest.mark.slow
+
+
+def test_read_procfile_skips_blanks_and_comments(tmp_path: Path) -> None:
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("# the processes\nweb: run web --port ${PORT:-8080}\n\nworker:  run worker\n")
+    assert read_procfile(procfile) == [("web", "run web --port ${PORT:-8080}"), ("worker", "run worker")]
+    procfile.write_text("just a command\n")
+    with pytest.raises(ValueError, match="name: command"):
+        read_procfile(procfile)
+
+
+def test_a_process_that_never_starts_stops_everything_with_status_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(supervisor, "RESTART_DELAYS", (0.01,) * 5)
+    steady = Child("steady", "sleep 600")
+    broken = Child("broken", "exit 3")
+    assert Supervisor(children=[steady, broken], stop_timeout=5).run() == 1
+    log = capsys.readouterr().err
+    assert log.count("broken started") == supervisor.GIVE_UP_AFTER
+    assert log.count("steady started") == 1  # never touched while the other one failed
+    assert "broken failed 6 times in a row at start; stopping everything" in log
+    assert steady.process is not None
+    assert steady.process.returncode == -signal.SIGTERM
+
+
+def test_a_crash_restarts_only_that_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    marker = tmp_path / "runs"
+    # Crashes on its first run, then stays up.
+    script = f"echo run >> {marker}; [ $(wc -l < {marker}) -ge 2 ] && exec sleep 600 || exit 1"
+    flaky = Child("flaky", f"sh -c '{script}'")  # one command per line: the supervisor execs it
+    steady = Child("steady", "sleep 600")
+    tree = Supervisor(children=[steady, flaky], stop_timeout=5)
+
+    def stop_when_restarted() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if marker.exists() and len(marker.read_text().splitlines()) >= 2 and flaky.running:
+                break
+            time.sleep(0.05)
+        tree.request_stop(signal.SIGTERM)
+
+    watcher = threading.Thread(target=stop_when_restarted)
+    watcher.start()
+    assert tree.run() == 0
+    watcher.join()
+    log = capsys.readouterr().err
+    assert "flaky exited with status 1" in log
+    assert log.count("flaky started") == 2
+    assert log.count("steady started") == 1
+    assert "SIGTERM: stopping" in log
