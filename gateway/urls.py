@@ -20,7 +20,11 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/swagger", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/swagger/index.html", SpectacularSwaggerView.as_view(url_name="schema")),
-    path("api/docs", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "api/docs",
+        SpectacularRedocView.as_view(url_name="schema", template_name="gateway/redoc.html"),
+        name="redoc",
+    ),
     path("admin", RedirectView.as_view(url="/admin/")),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
