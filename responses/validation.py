@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from inference.chat_validation import MAX_SCHEMA_DEPTH, nesting_exceeds
 
 ROLES = ("user", "assistant", "system", "developer")
 INPUT_PART_TYPES = ("input_text", "input_image", "input_file", "output_text", "refusal")
@@ -33,6 +34,8 @@ WEB_SEARCH_TOOL_TYPES = (
 )
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 MAX_METADATA_PAIRS = 16
+# A tool's parameter schema may nest as deep as the chat check allows, plus the levels around it.
+MAX_BODY_DEPTH = MAX_SCHEMA_DEPTH + 8
 # The functions the server-side web_search tool gives the model (responses.engine).
 RESERVED_FUNCTION_NAMES = ("web_search", "open_page")
 # Tool types of the spec that need a service only OpenAI runs (a vector store, a sandbox, a
@@ -417,6 +420,11 @@ def _conversation(body: dict[str, Any]) -> str | None:
 def parse_create(body: Any) -> CreateRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if nesting_exceeds(body, MAX_BODY_DEPTH):
+        # The body is copied, stored and translated by recursive code; no real request is this deep.
+        raise InvalidRequest(
+            f"The request body is nested deeper than {MAX_BODY_DEPTH} levels.", code="invalid_json"
+        )
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("you must provide a model parameter", "model", "missing_required_parameter")
