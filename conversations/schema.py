@@ -171,7 +171,8 @@ OPERATIONS = [
             "conversation's stored items (the oldest dropped first beyond CONV_HISTORY_MAX_ITEMS items or "
             "CONV_HISTORY_MAX_CHARS characters; reasoning is not sent back), appends the input and calls "
             "the model. Other chat completion parameters (`temperature`, `max_tokens`, `tools`, …) are "
-            "passed on. `store` defaults to true here: every input message and the reply are saved. "
+            "passed on. With `store: true` (default false, as on `/v1/conv/chat/completions`) every input "
+            "message and the reply are saved; without it the turn uses the history but adds nothing. "
             "Without `conversation_id` a new conversation is started. " + _METADATA
         ),
         request={

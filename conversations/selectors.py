@@ -133,7 +133,10 @@ def _turn_conversation(principal: Principal, conversation_id: str | None) -> Con
 
 def turn_for_chat(principal: Principal, body: dict[str, Any]) -> turns.Turn:
     """`/v1/conv/chat/completions`: the client sends the whole history; the last message is
-    the one stored. Raises InvalidRequest / NotFound before anything reaches the upstream."""
+    the one stored. Raises InvalidRequest / NotFound before anything reaches the upstream.
+
+    Both conversation-aware endpoints store a turn only with `store: true`, jan's default: a
+    client that never asked for storage gets none, whichever of the two it calls."""
     conversation_id, store, store_reasoning = turns.take_options(
         body, names=("conversation",), store_default=False
     )
@@ -155,7 +158,7 @@ def turn_for_completion(principal: Principal, body: dict[str, Any]) -> turns.Tur
     """`/v1/conv/completions`: the client sends only the new turn (`input`); the history comes
     from the conversation's stored items, newest kept within the configured budgets."""
     conversation_id, store, store_reasoning = turns.take_options(
-        body, names=("conversation_id", "conversation"), store_default=True
+        body, names=("conversation_id", "conversation"), store_default=False
     )
     if "messages" in body:
         raise InvalidRequest(

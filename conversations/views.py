@@ -59,6 +59,12 @@ def _body(request: Request) -> dict[str, Any]:
         err = InvalidRequest("The request body is too large.", code="request_too_large")
         err.status = 413
         raise err from None
+    except RecursionError:
+        # DRF's JSONParser turns only ValueError into a 400; a body nested deeper than the
+        # parser's recursion limit raises this instead, and is just as malformed for us.
+        raise InvalidRequest(
+            "The request body is nested too deeply to be parsed.", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
     return data

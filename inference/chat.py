@@ -31,6 +31,7 @@ from django.conf import settings
 from accounts.auth import Principal
 from gateway import context, errors, metrics
 from gateway.background import fire_and_forget
+from inference import chat_validation
 from inference.models import UsageRecord
 from inference.netguard import PrivateAddressRefused
 from inference.registry import registry
@@ -172,6 +173,7 @@ def validate_chat_body(body: dict[str, Any]) -> None:
         raise errors.InvalidRequest(
             "stream_options must be an object.", param="stream_options", code="invalid_type"
         )
+    chat_validation.check_chat_request(body)
 
 
 def upstream_error(status: int, raw: bytes) -> errors.GatewayError:

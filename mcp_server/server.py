@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,18 +23,19 @@ from typing import Any
 import mcp_types as types
 import orjson
 from django.conf import settings
+from django.core.cache import cache
 from mcp.server.caching import CACHEABLE_METHODS, CacheHint
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.server.subscriptions import ListenHandler
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from accounts.auth import AsgiHeaders, Principal, aprincipal_from_headers
 from gateway.background import fire_and_forget, run_sync
 from gateway.errors import GatewayError, NotFound
 from mcp_server import resources, services
-from mcp_server.sessions import StreamLimitReached, hub, session_store
+from mcp_server.sessions import StreamLimitReached, hub, send_to_session, session_store
 from mcp_server.web import WebToolResult, fetch_webpage, serper_search
 from organizations.ratelimits import admit_tool_call
 
@@ -247,7 +249,16 @@ async def call_tool(ctx: Ctx, params: types.CallToolRequestParams) -> types.Call
     except GatewayError as refused:  # RateLimited: the message says which limit and when to retry
         return _tool_error(refused.message)
     started = time.perf_counter()
+    await _log(ctx, "debug", {"tool": params.name, "event": "started"})
     result = await spec.run(args)
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    outcome = {
+        "tool": params.name,
+        "event": "finished",
+        "is_error": result.is_error,
+        "latency_ms": latency_ms,
+    }
+    await _log(ctx, "warning" if result.is_error else "info", outcome)
     fire_and_forget(
         services.tool_call_record,
         principal=principal,
@@ -528,12 +539,109 @@ async def _close_when_revoked(ctx: Ctx, handler: ListenHandler) -> None:
             return
 
 
+# --- Logging ---------------------------------------------------------------------------------
+# A session that asked for logs (logging/setLevel) gets a `notifications/message` for each tool
+# call at or above its level, on its GET stream. The level lives in the shared cache so that
+# the worker running the tool knows it; without a session (stateless calls) nothing is sent.
+
+LOG_LEVELS: tuple[str, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
+LOGGER_NAME = "jan-gateway"
+
+
+def _log_level_key(session_id: str) -> str:
+    return f"mcp:log-level:{session_id}"
+
+
+async def set_logging_level(ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
+    session_id = session_of(ctx)
+    if session_id is not None:
+        await cache.aset(_log_level_key(session_id), params.level, timeout=settings.MCP_SESSION_TTL_SECONDS)
+    return types.EmptyResult()
+
+
+async def _log(ctx: Ctx, level: str, data: dict[str, Any]) -> None:
+    session_id = session_of(ctx)
+    if session_id is None:
+        return
+    wanted = await cache.aget(_log_level_key(session_id))
+    if wanted not in LOG_LEVELS or LOG_LEVELS.index(level) < LOG_LEVELS.index(wanted):
+        return
+    message = {
+        "jsonrpc": "2.0",
+        "method": "notifications/message",
+        "params": {"level": level, "logger": LOGGER_NAME, "data": data},
+    }
+    await send_to_session(session_id, message)
+
+
+# --- Completions ------------------------------------------------------------------------------
+# Argument values a client can offer while the user types: the caller's own conversation and
+# response ids (newest first), and the small closed sets. Unknown prompts and arguments get an
+# empty list, as the protocol allows.
+
+MAX_COMPLETIONS = 100
+
+
+def _conversation_ids(principal: Principal, prefix: str) -> list[str]:
+    if not resources.conversations_available():
+        return []
+    listed = resources.recent_conversations(principal, limit=MAX_COMPLETIONS)
+    return [c["id"] for c in listed if c["id"].startswith(prefix)]
+
+
+def _response_ids(principal: Principal, prefix: str) -> list[str]:
+    if not resources.responses_available():
+        return []
+    from responses.models import Response
+
+    rows = Response.objects.filter(project_id=principal.project_id or 0, public_id__startswith=prefix)
+    return list(rows.order_by("-pk").values_list("public_id", flat=True)[:MAX_COMPLETIONS])
+
+
+async def complete(ctx: Ctx, params: types.CompleteRequestParams) -> types.CompleteResult:
+    principal = principal_of(ctx)
+    ref, argument = params.ref, params.argument
+    values: list[str] = []
+    if isinstance(ref, types.PromptReference):
+        if ref.name == "summarize_conversation" and argument.name == "conversation_id":
+            values = await run_sync(_conversation_ids, principal, argument.value)
+        elif ref.name == "web_research" and argument.name == "sources":
+            values = [str(n) for n in range(1, 11) if str(n).startswith(argument.value)]
+    elif ref.uri == "conversation://{conversation_id}" and argument.name == "conversation_id":
+        values = await run_sync(_conversation_ids, principal, argument.value)
+    elif ref.uri == "response://{response_id}" and argument.name == "response_id":
+        values = await run_sync(_response_ids, principal, argument.value)
+    return types.CompleteResult(
+        completion=types.Completion(values=values[:MAX_COMPLETIONS], total=len(values), has_more=False)
+    )
+
+
 # --- The server -------------------------------------------------------------------------------
 
 
 def build_server() -> Server[Any]:
     hints = {method: CacheHint(ttl_ms=0, scope="private") for method in CACHEABLE_METHODS}
-    server: Server[Any] = Server(
+    with warnings.catch_warnings():
+        # Logging is deprecated from protocol 2026-07-28 on, but part of 2025-11-25, which the
+        # clients in use speak; the SDK warns about declaring it at all.
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        server = _server(hints)
+    # The seed calls prompts/get "prompts/call"; clients written against it keep working.
+    server.add_request_handler("prompts/call", types.GetPromptRequestParams, get_prompt)
+    return server
+
+
+def _server(hints: dict[str, CacheHint]) -> Server[Any]:
+    return Server(
         "jan-gateway",
         version=settings.GATEWAY_VERSION,
         title="Jan API Gateway",
@@ -549,7 +657,6 @@ def build_server() -> Server[Any]:
         on_subscribe_resource=subscribe,
         on_unsubscribe_resource=unsubscribe,
         on_subscriptions_listen=listen,
+        on_set_logging_level=set_logging_level,
+        on_completion=complete,
     )
-    # The seed calls prompts/get "prompts/call"; clients written against it keep working.
-    server.add_request_handler("prompts/call", types.GetPromptRequestParams, get_prompt)
-    return server

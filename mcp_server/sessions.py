@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 _LISTENER_STOP_SECONDS = 2.0
 
 CHANNEL = "mcp:resource-updated"
+# Server-to-client messages for one session's GET stream (log notifications), as
+# {"session": id, "message": <JSON-RPC text>}: the stream may be open on another worker.
+SESSION_CHANNEL = "mcp:session-message"
 _PREFIX = "mcp:"
 
 
@@ -221,6 +224,16 @@ class Hub:
                 except asyncio.QueueFull:
                     logger.warning("mcp stream backlog full; dropping an update", extra={"uri": uri})
 
+    def deliver_to_session(self, session_id: str, message: bytes) -> None:
+        """Put one JSON-RPC message on this worker's GET streams of that session, if any."""
+        for queue in self._streams.get(session_id, set()):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                logger.warning(
+                    "mcp stream backlog full; dropping a message", extra={"mcp_session": session_id}
+                )
+
     def start(self) -> None:
         if settings.REDIS_URL and self._listener is None:
             self._listener = self.loop.create_task(self._listen(), name="mcp-resource-listener")
@@ -249,11 +262,15 @@ class Hub:
             )
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(CHANNEL, SESSION_CHANNEL)
                     delay = 0.5
                     while True:
                         message = await pubsub.get_message(timeout=5.0)
-                        if message is not None and message.get("type") == "message":
+                        if message is None or message.get("type") != "message":
+                            continue
+                        if _text(message["channel"]) == SESSION_CHANNEL:
+                            self._deliver_published(message["data"])
+                        else:
                             await self._safe_deliver(_text(message["data"]))
             except asyncio.CancelledError:
                 raise
@@ -263,6 +280,13 @@ class Hub:
                 delay = min(delay * 2, 10.0)
             finally:
                 await client.aclose()
+
+    def _deliver_published(self, data: bytes | str) -> None:
+        try:
+            envelope = orjson.loads(data)
+            self.deliver_to_session(str(envelope["session"]), str(envelope["message"]).encode())
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            logger.warning("malformed mcp session message on the channel")
 
     async def _safe_deliver(self, uri: str) -> None:
         try:
@@ -330,3 +354,19 @@ def _schedule(fn: Callable[[str], Any], uri: str) -> Callable[[], None]:
         future.add_done_callback(_pending.discard)
 
     return run
+
+
+async def send_to_session(session_id: str, message: dict[str, Any]) -> None:
+    """Send a JSON-RPC message to a session's GET stream, wherever it is open. Best effort:
+    a session without an open stream just misses it, as MCP allows for notifications."""
+    text = orjson.dumps(message)
+    client = async_client()
+    if client is not None:
+        try:
+            await client.publish(
+                SESSION_CHANNEL, orjson.dumps({"session": session_id, "message": text.decode()})
+            )
+        except Exception:
+            logger.warning("could not publish an MCP session message", exc_info=True)
+        return
+    hub().deliver_to_session(session_id, text)

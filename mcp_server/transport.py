@@ -3,7 +3,8 @@
 What it adds to the SDK, in order, for every request:
 
 1. Host against Django's ALLOWED_HOSTS (421) and Origin against ALLOWED_CORS_HOSTS (403; a
-   request without Origin is not a browser's and passes), CORS preflight and headers. The
+   request without Origin is not a browser's and passes, and so does a page of this very
+   server, on a Host that ALLOWED_HOSTS names explicitly), CORS preflight and headers. The
    SDK's own Host/Origin check is off: it would need a second, differently-spelled allowlist.
 2. Authentication with the gateway's own credentials (a non-admin API key or a JWT, the same
    resolution as every data API). Failure is a plain 401 with the OpenAI error body and a bare
@@ -27,6 +28,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from django.conf import settings
@@ -93,14 +95,37 @@ async def _send_jsonrpc_error(send: Send, status: int, message: str, code: int =
 
 
 def _origin_allowed(origin: str) -> bool:
-    """ALLOWED_CORS_HOSTS, as for every API route. No same-origin exception: under DNS
-    rebinding the attacker's page *is* same-origin with the Host it sends."""
+    """ALLOWED_CORS_HOSTS, as for every API route (same-origin pages: `_same_origin`)."""
     if settings.CORS_ALLOW_ALL_ORIGINS:
         return True
     origin = origin.rstrip("/")
     if origin in settings.CORS_ALLOWED_ORIGINS:
         return True
     return any(re.match(pattern, origin) for pattern in settings.CORS_ALLOWED_ORIGIN_REGEXES)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _same_origin(origin: str, scope: Scope, host: str) -> bool:
+    """A page served by this very server (Origin = our scheme://host:port).
+
+    Only when the Host is one that ALLOWED_HOSTS names explicitly: with a wildcard, a DNS
+    rebinding page would be "same-origin" with whatever Host its browser sends.
+    """
+    explicit = [pattern for pattern in settings.ALLOWED_HOSTS if pattern != "*"]
+    domain, _port = split_domain_port(host)
+    if not explicit or not validate_host(domain, explicit):
+        return False
+    parsed = urlsplit(origin)
+    scheme = str(scope.get("scheme") or "http")
+    try:
+        origin_port = parsed.port or _DEFAULT_PORTS.get(parsed.scheme)
+        own = urlsplit(f"{scheme}://{host}")
+        own_port = own.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a malformed port
+        return False
+    return (parsed.scheme, parsed.hostname, origin_port) == (scheme, own.hostname, own_port)
 
 
 def _cors_headers(origin: str | None) -> list[tuple[bytes, bytes]]:
@@ -278,7 +303,7 @@ class McpApp:
             await _send_error(send, InvalidRequest("Invalid Host header.", code="invalid_host"), 421)
             return
         origin = headers.get("origin")
-        if origin and not _origin_allowed(origin):
+        if origin and not (_same_origin(origin, scope, host) or _origin_allowed(origin)):
             await _send_error(
                 send, Forbidden("This Origin may not call the MCP endpoint.", code="origin_not_allowed")
             )

@@ -102,6 +102,8 @@ class _Call:
     name: str
     arguments: str = ""
     output_index: int | None = None  # None for our own web functions: they are not shown as calls
+    # What the client declared behind the chat name: a function or custom tool, maybe namespaced.
+    route: dict[str, Any] = field(default_factory=lambda: {"type": "function"})
 
 
 class _Turn:
@@ -251,20 +253,29 @@ class _Turn:
             )
             self.calls[position] = call
             if not (self.web_enabled and name in WEB_FUNCTIONS):
+                call.route = self.run.request.tool_routes.get(name) or {"type": "function", "name": name}
                 item = {
                     "id": call.item_id,
                     "type": "function_call",
                     "call_id": call.call_id,
-                    "name": name,
+                    "name": call.route["name"],
                     "arguments": "",
                     "status": "in_progress",
                 }
+                if call.route["type"] == "custom":
+                    # A custom tool's input is the one string argument of its stand-in function:
+                    # it is known (and sent) once the arguments are complete.
+                    call.item_id = item["id"] = new_id(translate.CUSTOM_CALL)
+                    del item["arguments"]
+                    item.update(type="custom_tool_call", input="")
+                if call.route.get("namespace"):
+                    item["namespace"] = call.route["namespace"]
                 call.output_index, added = self._open(item)
                 events.append(added)
         piece = function.get("arguments")
         if isinstance(piece, str) and piece:
             call.arguments += piece
-            if call.output_index is not None:
+            if call.output_index is not None and call.route["type"] != "custom":
                 self.output[call.output_index]["arguments"] = call.arguments
                 events.append(
                     {
@@ -284,6 +295,9 @@ class _Turn:
             if call.output_index is None:
                 continue
             item = self.output[call.output_index]
+            if call.route["type"] == "custom":
+                events += self._finish_custom(call, item)
+                continue
             item.update(arguments=call.arguments, status="completed")
             events += [
                 {
@@ -296,6 +310,15 @@ class _Turn:
                 {"type": "response.output_item.done", "output_index": call.output_index, "item": item},
             ]
         return events
+
+    def _finish_custom(self, call: _Call, item: dict[str, Any]) -> list[dict[str, Any]]:
+        item.update(input=_custom_input(call.arguments), status="completed")
+        ids = {"item_id": call.item_id, "output_index": call.output_index}
+        return [
+            {"type": "response.custom_tool_call_input.delta", **ids, "delta": item["input"]},
+            {"type": "response.custom_tool_call_input.done", **ids, "input": item["input"]},
+            {"type": "response.output_item.done", "output_index": call.output_index, "item": item},
+        ]
 
     def interrupt(self) -> None:
         """Mark what is still open as incomplete (a cancelled or failed run keeps its partial output)."""
@@ -313,6 +336,25 @@ class _Turn:
                 entry["content"] = [part]
             if entry is self.reasoning_item:
                 entry["content"] = [{"type": "reasoning_text", "text": self.reasoning}]
+
+
+def _custom_input(arguments: str) -> str:
+    """The free-form input of a custom tool call, from its stand-in function's JSON arguments.
+
+    A model that answered with bare text instead of the JSON object still meant that text.
+    """
+    try:
+        parsed = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return arguments
+    if isinstance(parsed, dict):
+        value = parsed.get(translate.CUSTOM_INPUT_ARGUMENT)
+        if isinstance(value, str):
+            return value
+        if len(parsed) == 1:
+            only = next(iter(parsed.values()))
+            return only if isinstance(only, str) else orjson.dumps(only).decode()
+    return arguments if not isinstance(parsed, str) else parsed
 
 
 def _logprobs(raw: Any) -> list[dict[str, Any]]:
@@ -431,7 +473,7 @@ async def _web_call(run: Run, call: _Call) -> tuple[list[dict[str, Any]], dict[s
 
 
 def initial_messages(run: Run) -> list[dict[str, Any]]:
-    messages = translate.items_to_messages(run.context_items)
+    messages = translate.items_to_messages(run.context_items, run.request.tool_routes)
     if run.request.instructions:
         messages.insert(0, {"role": "system", "content": run.request.instructions})
     return messages
@@ -492,7 +534,9 @@ async def generate(run: Run, *, opening: bool = True) -> AsyncGenerator[dict[str
         yield {"type": "response.created", "response": response_object(row)}
     yield {"type": "response.in_progress", "response": response_object(row)}
     messages = initial_messages(run)
-    web = request.web_search is not None
+    # `external_web_access: false` asks for no live fetch. This gateway keeps no cache of pages
+    # or results to answer from instead, so the model then gets no web functions at all.
+    web = request.web_search is not None and request.web_search.get("external_web_access", True) is not False
     max_rounds = settings.RESPONSES_WEB_SEARCH_MAX_ROUNDS
     max_calls = request.max_tool_calls or settings.RESPONSES_WEB_SEARCH_MAX_CALLS
     rounds = 0

@@ -210,6 +210,12 @@ def _item_events(index: int, item: dict[str, Any]) -> list[dict[str, Any]]:
                 "arguments": item["arguments"],
             }
         )
+    elif kind == "custom_tool_call":
+        opened["input"] = ""
+        ids = {"item_id": item["id"], "output_index": index}
+        events.append({"type": "response.output_item.added", "output_index": index, "item": opened})
+        events.append({"type": "response.custom_tool_call_input.delta", **ids, "delta": item["input"]})
+        events.append({"type": "response.custom_tool_call_input.done", **ids, "input": item["input"]})
     elif kind == "reasoning":
         opened["content"] = []
         events.append({"type": "response.output_item.added", "output_index": index, "item": opened})

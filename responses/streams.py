@@ -27,6 +27,7 @@ from inference.registry import registry
 from responses import events, selectors, services
 from responses.engine import Run, generate
 from responses.models import Response
+from responses.references import resolve_item_references
 from responses.validation import parse_create
 
 View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
@@ -147,6 +148,7 @@ async def response_create(request: HttpRequest) -> HttpResponseBase:
     principal = await aprincipal_from_request(request)
     create = parse_create(_body(request))
     await _check_model(principal, create.model)
+    create = await run_sync(resolve_item_references, principal, create)
     row, items = await run_sync(services.response_create, principal=principal, request=create)
     if create.background:
         return _sse(_follow(row, -1)) if create.stream else _json(selectors.response_object(row))

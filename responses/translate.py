@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.ids import public_id
-from responses.validation import CreateRequest
+import orjson
 
-# Item id prefixes, as OpenAI's.
+from gateway.ids import public_id
+from responses.validation import CHAT_NAME_MAX, CHAT_NAME_UNSAFE, CreateRequest
+
+# Item id prefixes, one per item type.
 MESSAGE, FUNCTION_CALL, FUNCTION_OUTPUT, REASONING, WEB_SEARCH = "msg", "fc", "fco", "rs", "ws"
+CUSTOM_CALL, CUSTOM_OUTPUT = "ctc", "ctco"
+# A custom tool takes free text; a chat upstream only knows JSON-argument functions, so the text
+# travels as this one string argument.
+CUSTOM_INPUT_ARGUMENT = "input"
 
 
 def new_id(prefix: str) -> str:
@@ -58,11 +64,30 @@ def normalise_item(item: dict[str, Any]) -> dict[str, Any]:
             "name": item["name"],
             "arguments": item["arguments"],
             "status": "completed",
+            **({"namespace": item["namespace"]} if item.get("namespace") else {}),
         }
     if kind == "function_call_output":
         return {
             "id": item.get("id") or new_id(FUNCTION_OUTPUT),
             "type": "function_call_output",
+            "call_id": item["call_id"],
+            "output": item["output"],
+            "status": "completed",
+        }
+    if kind == "custom_tool_call":
+        return {
+            "id": item.get("id") or new_id(CUSTOM_CALL),
+            "type": "custom_tool_call",
+            "call_id": item["call_id"],
+            "name": item["name"],
+            "input": item["input"],
+            "status": "completed",
+            **({"namespace": item["namespace"]} if item.get("namespace") else {}),
+        }
+    if kind == "custom_tool_call_output":
+        return {
+            "id": item.get("id") or new_id(CUSTOM_OUTPUT),
+            "type": "custom_tool_call_output",
             "call_id": item["call_id"],
             "output": item["output"],
             "status": "completed",
@@ -97,13 +122,34 @@ def _output_text(output: Any) -> str:
     return "\n".join(p.get("text", "") for p in output if isinstance(p, dict))
 
 
-def items_to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def chat_function_name(name: str, namespace: str | None, routes: dict[str, dict[str, Any]]) -> str:
+    """The chat name of a declared tool; a namespaced call from history whose namespace this
+    request no longer declares keeps the same joined shape the declaration would have had."""
+    for chat_name, route in routes.items():
+        if route["name"] == name and route.get("namespace") == namespace:
+            return chat_name
+    return CHAT_NAME_UNSAFE.sub("_", f"{namespace}__{name}" if namespace else name)[:CHAT_NAME_MAX]
+
+
+def _assistant_call(messages: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    last = messages[-1] if messages else None
+    if last and last["role"] == "assistant" and last.get("tool_calls") is not None:
+        last["tool_calls"].append(call)
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def items_to_messages(
+    items: list[dict[str, Any]], routes: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Stored items (history and input) as chat messages.
 
     Consecutive function_call items become one assistant message with several tool_calls, the
     shape chat models produced them in. Reasoning and web_search_call items are not replayed:
     the upstream cannot take them back, and the answer that followed already holds their gist.
+    Custom tool calls travel as calls of the function that stands in for the custom tool.
     """
+    routes = routes or {}
     messages: list[dict[str, Any]] = []
     for item in items:
         kind = item["type"]
@@ -111,48 +157,83 @@ def items_to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             role = "system" if item["role"] == "developer" else item["role"]
             messages.append({"role": role, "content": _chat_content(item["content"])})
         elif kind == "function_call":
-            call = {
-                "id": item["call_id"],
-                "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]},
-            }
-            last = messages[-1] if messages else None
-            if last and last["role"] == "assistant" and last.get("tool_calls") is not None:
-                last["tool_calls"].append(call)
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
+            name = chat_function_name(item["name"], item.get("namespace"), routes)
+            function = {"name": name, "arguments": item["arguments"]}
+            _assistant_call(messages, {"id": item["call_id"], "type": "function", "function": function})
+        elif kind == "custom_tool_call":
+            name = chat_function_name(item["name"], item.get("namespace"), routes)
+            arguments = orjson.dumps({CUSTOM_INPUT_ARGUMENT: item["input"]}).decode()
+            function = {"name": name, "arguments": arguments}
+            _assistant_call(messages, {"id": item["call_id"], "type": "function", "function": function})
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             messages.append(
                 {"role": "tool", "tool_call_id": item["call_id"], "content": _output_text(item["output"])}
             )
     return messages
 
 
-def chat_tools(request: CreateRequest, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                key: value
-                for key, value in (
-                    ("name", tool["name"]),
-                    ("description", tool.get("description")),
-                    ("parameters", tool.get("parameters") or {"type": "object", "properties": {}}),
-                    ("strict", tool.get("strict")),
-                )
-                if value is not None
+def _custom_description(tool: dict[str, Any]) -> str:
+    """What the model needs to know to write a custom tool's free-form input."""
+    lines = [tool.get("description") or f"The {tool['name']} tool."]
+    fmt = tool.get("format") or {}
+    if fmt.get("type") == "grammar":
+        lines.append(
+            f"Its `{CUSTOM_INPUT_ARGUMENT}` must match this {fmt['syntax']} grammar:\n{fmt['definition']}"
+        )
+    return "\n".join(lines)
+
+
+def _chat_function(tool: dict[str, Any]) -> dict[str, Any]:
+    if tool["type"] == "custom":
+        return {
+            "name": tool["chat_name"],
+            "description": _custom_description(tool),
+            "parameters": {
+                "type": "object",
+                "properties": {CUSTOM_INPUT_ARGUMENT: {"type": "string", "description": "The tool's input."}},
+                "required": [CUSTOM_INPUT_ARGUMENT],
             },
         }
-        for tool in request.function_tools
-    ]
+    return {
+        key: value
+        for key, value in (
+            ("name", tool.get("chat_name") or tool["name"]),
+            ("description", tool.get("description")),
+            ("parameters", tool.get("parameters") or {"type": "object", "properties": {}}),
+            ("strict", tool.get("strict")),
+        )
+        if value is not None
+    }
+
+
+def _allowed_chat_names(request: CreateRequest, allowed: list[dict[str, Any]]) -> set[str]:
+    """The chat names of the tools an allowed_tools choice lists (a namespace allows all of its own)."""
+    names: set[str] = set()
+    for entry in allowed:
+        for chat_name, route in request.tool_routes.items():
+            same_tool = entry.get("type") == route["type"] and entry.get("name") == route["name"]
+            whole_namespace = entry.get("type") == "namespace" and entry.get("name") == route.get("namespace")
+            if same_tool or whole_namespace:
+                names.add(chat_name)
+    return names
+
+
+def chat_tools(request: CreateRequest, extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    tools = [{"type": "function", "function": _chat_function(tool)} for tool in request.function_tools]
     return tools + extra
 
 
-def chat_tool_choice(choice: Any, web_tool_names: list[str]) -> Any:
+def chat_tool_choice(request: CreateRequest, choice: Any, web_tool_names: list[str]) -> Any:
     if isinstance(choice, str):
         return choice
-    if choice.get("type") == "function":
-        return {"type": "function", "function": {"name": choice["name"]}}
+    kind = choice.get("type")
+    if kind in ("function", "custom"):
+        for chat_name, route in request.tool_routes.items():
+            if route["type"] == kind and route["name"] == choice.get("name"):
+                return {"type": "function", "function": {"name": chat_name}}
+        return "auto"
+    if kind == "allowed_tools":
+        return choice["mode"]
     # a hosted web_search choice: make the model call our search function
     return {"type": "function", "function": {"name": web_tool_names[0]}} if web_tool_names else "auto"
 
@@ -166,9 +247,16 @@ def chat_body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"model": request.model, "messages": messages}
     tools = chat_tools(request, extra_tools)
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "allowed_tools":
+        # Chat upstreams rarely know allowed_tools: offer only the allowed ones instead.
+        allowed = _allowed_chat_names(request, tool_choice["tools"]) | {
+            t["function"]["name"] for t in extra_tools
+        }
+        tools = [tool for tool in tools if tool["function"]["name"] in allowed]
     if tools:
         body["tools"] = tools
-        body["tool_choice"] = chat_tool_choice(tool_choice, [t["function"]["name"] for t in extra_tools])
+        web_names = [t["function"]["name"] for t in extra_tools]
+        body["tool_choice"] = chat_tool_choice(request, tool_choice, web_names)
         body["parallel_tool_calls"] = request.parallel_tool_calls
     if request.max_output_tokens is not None:
         body["max_tokens"] = request.max_output_tokens

@@ -8,14 +8,24 @@ unknown keys are ignored, as OpenAI's open schema allows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from inference.chat_validation import MAX_SCHEMA_DEPTH, nesting_exceeds
 
 ROLES = ("user", "assistant", "system", "developer")
 INPUT_PART_TYPES = ("input_text", "input_image", "input_file", "output_text", "refusal")
-ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "web_search_call")
+ITEM_TYPES = (
+    "message",
+    "function_call",
+    "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "reasoning",
+    "web_search_call",
+)
 WEB_SEARCH_TOOL_TYPES = (
     "web_search",
     "web_search_2025_08_26",
@@ -24,8 +34,29 @@ WEB_SEARCH_TOOL_TYPES = (
 )
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 MAX_METADATA_PAIRS = 16
+# A tool's parameter schema may nest as deep as the chat check allows, plus the levels around it.
+MAX_BODY_DEPTH = MAX_SCHEMA_DEPTH + 8
 # The functions the server-side web_search tool gives the model (responses.engine).
 RESERVED_FUNCTION_NAMES = ("web_search", "open_page")
+# Tool types of the spec that need a service only OpenAI runs (a vector store, a sandbox, a
+# computer, an image model, a remote MCP client, or a model trained on that tool's own items).
+HOSTED_TOOL_TYPES = (
+    "file_search",
+    "computer",
+    "computer_use",
+    "computer_use_preview",
+    "code_interpreter",
+    "image_generation",
+    "mcp",
+    "local_shell",
+    "shell",
+    "apply_patch",
+    "tool_search",
+    "programmatic_tool_calling",
+)
+# Chat Completions function names: ^[a-zA-Z0-9_-]{1,64}$.
+CHAT_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
+CHAT_NAME_MAX = 64
 
 
 @dataclass
@@ -38,7 +69,10 @@ class CreateRequest:
     store: bool = True
     stream: bool = False
     background: bool = False
+    # Function and custom tools, namespace members included, each with the `chat_name` the
+    # upstream knows it by; `tool_routes` maps that name back to what the client declared.
     function_tools: list[dict[str, Any]] = field(default_factory=list)
+    tool_routes: dict[str, dict[str, Any]] = field(default_factory=dict)
     web_search: dict[str, Any] | None = None  # the web_search tool as given, when asked for
     tools: list[dict[str, Any]] = field(default_factory=list)  # echoed as given (normalised)
     tool_choice: Any = "auto"
@@ -119,9 +153,14 @@ def _content(content: Any, param: str) -> None:
 def _item(item: Any, param: str) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise _bad("Each input item must be an object.", param, "invalid_type")
-    kind = item.get("type", "message")
+    kind = item.get("type")
+    if kind is None:
+        # The spec's ItemReferenceParam may leave out its type: an id alone names a stored item.
+        kind = "item_reference" if "id" in item and "role" not in item else "message"
     if kind == "item_reference":
-        raise _bad("item_reference input items are not supported here.", f"{param}.type")
+        if not isinstance(item.get("id"), str) or not item["id"]:
+            raise _bad("An item_reference needs the `id` of a stored item.", f"{param}.id")
+        return {"type": "item_reference", "id": item["id"]}
     if kind not in ITEM_TYPES:
         raise _bad(f"Unsupported input item type '{kind}'.", f"{param}.type")
     if kind == "message":
@@ -134,9 +173,15 @@ def _item(item: Any, param: str) -> dict[str, Any]:
         for name in ("call_id", "name", "arguments"):
             if not isinstance(item.get(name), str) or (name != "arguments" and not item[name]):
                 raise _bad(f"A function_call item needs a string `{name}`.", f"{param}.{name}")
-    elif kind == "function_call_output":
+        if item.get("namespace") is not None and not isinstance(item["namespace"], str):
+            raise _bad("`namespace` must be a string.", f"{param}.namespace", "invalid_type")
+    elif kind == "custom_tool_call":
+        for name in ("call_id", "name", "input"):
+            if not isinstance(item.get(name), str) or (name != "input" and not item[name]):
+                raise _bad(f"A custom_tool_call item needs a string `{name}`.", f"{param}.{name}")
+    elif kind in ("function_call_output", "custom_tool_call_output"):
         if not isinstance(item.get("call_id"), str) or not item["call_id"]:
-            raise _bad("A function_call_output item needs a `call_id`.", f"{param}.call_id")
+            raise _bad(f"A {kind} item needs a `call_id`.", f"{param}.call_id")
         output = item.get("output")
         if not isinstance(output, str | list):
             raise _bad("`output` must be a string or an array of content parts.", f"{param}.output")
@@ -156,47 +201,134 @@ def _input(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [_item(item, f"input[{index}]") for index, item in enumerate(value)]
 
 
+def _chat_name(request: CreateRequest, name: str, namespace: str | None) -> str:
+    """The function name the chat upstream sees: unique, within the chat API's name alphabet."""
+    raw = f"{namespace}__{name}" if namespace else name
+    base = CHAT_NAME_UNSAFE.sub("_", raw)[:CHAT_NAME_MAX] or "tool"
+    chat_name, suffix = base, 1
+    while chat_name in request.tool_routes or chat_name in RESERVED_FUNCTION_NAMES:
+        suffix += 1
+        tail = f"_{suffix}"
+        chat_name = base[: CHAT_NAME_MAX - len(tail)] + tail
+    return chat_name
+
+
+def _callable_tool(
+    tool: dict[str, Any],
+    where: str,
+    request: CreateRequest,
+    seen: set[tuple[str | None, str]],
+    namespace: str | None,
+) -> None:
+    """A function or custom tool (at the top level or inside a namespace), routed for the chat upstream."""
+    kind = tool.get("type", "function")
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise _bad(f"A {kind} tool needs a `name`.", f"{where}.name", "missing_required_parameter")
+    if (namespace, name) in seen:
+        raise _bad(f"Duplicate tool name '{name}'.", f"{where}.name")
+    seen.add((namespace, name))
+    description = tool.get("description")
+    if description is not None and not isinstance(description, str):
+        raise _bad("`description` must be a string.", f"{where}.description", "invalid_type")
+    if kind == "function":
+        parameters = tool.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise _bad("`parameters` must be a JSON schema object.", f"{where}.parameters")
+        normalised: dict[str, Any] = {
+            "type": "function",
+            "name": name,
+            "description": description,
+            "parameters": parameters,
+            "strict": tool.get("strict"),
+        }
+    else:
+        fmt = tool.get("format")
+        if fmt is not None:
+            if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "grammar"):
+                raise _bad("A custom tool's format.type must be text or grammar.", f"{where}.format.type")
+            if fmt["type"] == "grammar" and not (
+                fmt.get("syntax") in ("lark", "regex") and isinstance(fmt.get("definition"), str)
+            ):
+                raise _bad(
+                    "A grammar format needs `syntax` (lark or regex) and a string `definition`.",
+                    f"{where}.format",
+                )
+        normalised = {"type": "custom", "name": name, "description": description}
+        if fmt is not None:
+            normalised["format"] = dict(fmt)
+    chat_name = _chat_name(request, name, namespace)
+    request.tool_routes[chat_name] = {"type": kind, "name": name, "namespace": namespace}
+    request.function_tools.append({**normalised, "chat_name": chat_name})
+    if namespace is None:
+        request.tools.append(normalised)
+
+
+def _namespace(
+    tool: dict[str, Any], where: str, request: CreateRequest, seen: set[tuple[str | None, str]]
+) -> None:
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise _bad("A namespace needs a `name`.", f"{where}.name", "missing_required_parameter")
+    members = tool.get("tools")
+    if not isinstance(members, list) or not members:
+        raise _bad("A namespace needs a non-empty `tools` array.", f"{where}.tools")
+    echoed = []
+    for index, member in enumerate(members):
+        member_where = f"{where}.tools[{index}]"
+        if not isinstance(member, dict) or member.get("type", "function") not in ("function", "custom"):
+            raise _bad("A namespace holds only function and custom tools.", f"{member_where}.type")
+        _callable_tool(member, member_where, request, seen, name)
+        echoed.append(dict(member))
+    request.tools.append({**tool, "tools": echoed})
+
+
 def _tools(body: dict[str, Any], request: CreateRequest) -> None:
     tools = body.get("tools")
     if tools is None:
         return
     if not isinstance(tools, list):
         raise _bad("tools must be an array.", "tools", "invalid_type")
-    names: set[str] = set()
+    seen: set[tuple[str | None, str]] = set()
     for index, tool in enumerate(tools):
         where = f"tools[{index}]"
         if not isinstance(tool, dict):
             raise _bad("Each tool must be an object.", where, "invalid_type")
         kind = tool.get("type")
-        if kind == "function":
-            name = tool.get("name")
-            if not isinstance(name, str) or not name:
-                raise _bad("A function tool needs a `name`.", f"{where}.name", "missing_required_parameter")
-            if name in names:
-                raise _bad(f"Duplicate function name '{name}'.", f"{where}.name")
-            names.add(name)
-            parameters = tool.get("parameters")
-            if parameters is not None and not isinstance(parameters, dict):
-                raise _bad("`parameters` must be a JSON schema object.", f"{where}.parameters")
-            normalised = {
-                "type": "function",
-                "name": name,
-                "description": tool.get("description"),
-                "parameters": parameters,
-                "strict": tool.get("strict"),
-            }
-            request.function_tools.append(normalised)
-            request.tools.append(normalised)
+        if kind in ("function", "custom"):
+            _callable_tool(tool, where, request, seen, None)
+        elif kind == "namespace":
+            _namespace(tool, where, request, seen)
         elif kind in WEB_SEARCH_TOOL_TYPES:
             if request.web_search is not None:
                 raise _bad("Only one web_search tool may be given.", where)
+            access = tool.get("external_web_access", True)
+            if not isinstance(access, bool):
+                raise _bad(
+                    "external_web_access must be a boolean.", f"{where}.external_web_access", "invalid_type"
+                )
             request.web_search = dict(tool)
             request.tools.append(dict(tool))
+        elif kind in HOSTED_TOOL_TYPES:
+            raise _bad(
+                f"The '{kind}' tool runs on OpenAI's own services, which this gateway does not provide; "
+                "use function tools (or the web_search tool) instead.",
+                f"{where}.type",
+                "unsupported_tool",
+            )
         else:
             raise _bad(f"Unsupported tool type '{kind}'.", f"{where}.type")
-    clash = names & set(RESERVED_FUNCTION_NAMES)
+    clash = {name for namespace, name in seen if namespace is None} & set(RESERVED_FUNCTION_NAMES)
     if request.web_search is not None and clash:
         raise _bad(f"The function name '{clash.pop()}' is reserved by the web_search tool.", "tools")
+
+
+def _named_tool(request: CreateRequest, kind: str, name: Any, param: str) -> str:
+    """The chat name of the `kind` tool called `name` (the first one, namespaces included)."""
+    for chat_name, route in request.tool_routes.items():
+        if route["type"] == kind and route["name"] == name:
+            return chat_name
+    raise _bad(f"tool_choice names an unknown {kind} tool '{name}'.", param)
 
 
 def _tool_choice(body: dict[str, Any], request: CreateRequest) -> None:
@@ -208,13 +340,26 @@ def _tool_choice(body: dict[str, Any], request: CreateRequest) -> None:
             raise _bad("tool_choice must be none, auto, required or a tool object.", "tool_choice")
     elif isinstance(choice, dict):
         kind = choice.get("type")
-        if kind == "function":
-            name = choice.get("name")
-            if not any(tool["name"] == name for tool in request.function_tools):
-                raise _bad(f"tool_choice names an unknown function '{name}'.", "tool_choice.name")
+        if kind in ("function", "custom"):
+            _named_tool(request, kind, choice.get("name"), "tool_choice.name")
         elif kind in WEB_SEARCH_TOOL_TYPES:
             if request.web_search is None:
                 raise _bad("tool_choice asks for web search but no web_search tool is given.", "tool_choice")
+        elif kind == "allowed_tools":
+            if choice.get("mode") not in ("auto", "required"):
+                raise _bad("allowed_tools.mode must be auto or required.", "tool_choice.mode")
+            allowed = choice.get("tools")
+            if not isinstance(allowed, list) or not allowed:
+                raise _bad("allowed_tools needs a non-empty `tools` array.", "tool_choice.tools")
+            for index, entry in enumerate(allowed):
+                if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+                    raise _bad(
+                        "Each allowed tool must be an object with a type.", f"tool_choice.tools[{index}]"
+                    )
+        elif kind in HOSTED_TOOL_TYPES:
+            raise _bad(
+                f"The '{kind}' tool is not available on this gateway.", "tool_choice.type", "unsupported_tool"
+            )
         else:
             raise _bad(f"Unsupported tool_choice type '{kind}'.", "tool_choice.type")
     else:
@@ -275,6 +420,11 @@ def _conversation(body: dict[str, Any]) -> str | None:
 def parse_create(body: Any) -> CreateRequest:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    if nesting_exceeds(body, MAX_BODY_DEPTH):
+        # The body is copied, stored and translated by recursive code; no real request is this deep.
+        raise InvalidRequest(
+            f"The request body is nested deeper than {MAX_BODY_DEPTH} levels.", code="invalid_json"
+        )
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("you must provide a model parameter", "model", "missing_required_parameter")

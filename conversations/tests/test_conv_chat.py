@@ -375,12 +375,12 @@ def test_conv_completions_second_turn_sees_the_first(
 ) -> None:
     first = conv.post(
         "/completions",
-        body={"model": "fake-model", "input": "My name is Ada.", "max_tokens": 50},
+        body={"model": "fake-model", "input": "My name is Ada.", "max_tokens": 50, "store": True},
         cast_to=ChatCompletion,
     )
     assert_valid("CreateChatCompletionResponse", first.model_dump(mode="json", exclude_unset=True))
     metadata = _metadata(first)
-    assert metadata["store"] == "true"  # the default here
+    assert metadata["store"] == "true"
     assert metadata["conversation_created"] == "true"
     assert metadata["conversation_title"] == "My name is Ada."
     assert _chat_requests(upstream)[-1]["body"]["messages"] == [
@@ -395,6 +395,7 @@ def test_conv_completions_second_turn_sees_the_first(
             "input": [{"role": "user", "content": "What is my name?"}],
             "conversation_id": metadata["conversation_id"],
             "temperature": 0.2,
+            "store": True,
         },
         cast_to=ChatCompletion,
     )
@@ -431,7 +432,7 @@ def test_conv_completions_rebuilds_tool_turns_and_drops_the_oldest(
     settings.CONV_HISTORY_MAX_CHARS = 45  # drops the two oldest messages (130 + 10 characters)
     conv.post(
         "/completions",
-        body={"model": "fake-model", "input": "Thanks", "conversation_id": conversation.id},
+        body={"model": "fake-model", "input": "Thanks", "conversation_id": conversation.id, "store": True},
         cast_to=ChatCompletion,
     )
     assert _chat_requests(upstream)[-1]["body"]["messages"] == [
@@ -474,7 +475,11 @@ def test_conv_completions_stream_and_bad_input(
     headers = {"Authorization": f"Bearer {project_key[1]}"}
     url = f"{live_gateway.url}/v1/conv/completions"
     with httpx.stream(
-        "POST", url, json={"model": "fake-model", "input": "Hi", "stream": True}, headers=headers, timeout=10
+        "POST",
+        url,
+        json={"model": "fake-model", "input": "Hi", "stream": True, "store": True},
+        headers=headers,
+        timeout=10,
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line[len("data: ") :] for line in response.iter_lines() if line]

@@ -46,6 +46,29 @@ TOOL_CALLS = [
 ]
 
 
+_SAMPLE_VALUES = {"string": "compat", "integer": 1, "number": 1, "boolean": True, "array": [], "object": {}}
+
+
+def agent_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The "agent" behaviour's move: call the first offered tool, unless a tool just answered.
+
+    What an agent loop looks like from the gateway's side (think, call a tool, read its result,
+    answer), with arguments that satisfy the tool's declared required properties.
+    """
+    messages = body.get("messages") or []
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+    if not tools or (messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool"):
+        return None
+    function = tools[0]["function"]
+    schema = function.get("parameters") or {}
+    properties = schema.get("properties") or {}
+    arguments = {
+        name: _SAMPLE_VALUES.get(str((properties.get(name) or {}).get("type")), "compat")
+        for name in schema.get("required") or []
+    }
+    return {"id": "call_agent", "name": function["name"], "arguments": orjson.dumps(arguments).decode()}
+
+
 class FakeUpstream:
     def __init__(self, models: list[str] | None = None, *, port: int | None = None) -> None:
         self.models = models or ["fake-model"]
@@ -170,6 +193,14 @@ class FakeUpstream:
         if behaviour == "length":
             message["content"] = "Hello"
             finish = "length"
+        if behaviour == "agent":
+            message["reasoning_content"] = "Let me think."
+            call = agent_call(body)
+            if call is not None:
+                message["content"] = None
+                function = {"name": call["name"], "arguments": call["arguments"]}
+                message["tool_calls"] = [{"id": call["id"], "type": "function", "function": function}]
+                finish = "tool_calls"
         return {
             "id": "chatcmpl-fake123",
             "object": "chat.completion",
@@ -208,7 +239,14 @@ class FakeUpstream:
             events.append(_chunk(model, {}, "tool_calls"))
         elif behaviour == "length":
             events += [_chunk(model, {"content": "Hello"}), _chunk(model, {}, "length")]
+        elif behaviour == "agent" and (call := agent_call(body)) is not None:
+            events.append(_chunk(model, {"reasoning_content": "Let me think."}))
+            function = {"name": call["name"], "arguments": call["arguments"]}
+            tool_call = {"index": 0, "id": call["id"], "type": "function", "function": function}
+            events += [_chunk(model, {"tool_calls": [tool_call]}), _chunk(model, {}, "tool_calls")]
         else:
+            if behaviour == "agent":
+                events.append(_chunk(model, {"reasoning_content": "Let me think."}))
             count = 200 if behaviour == "slow_stream" else len(CONTENT)
             events += [_chunk(model, {"content": CONTENT[i % len(CONTENT)]}) for i in range(count)]
             events.append(_chunk(model, {}, "stop"))
