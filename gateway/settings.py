@@ -623,9 +623,16 @@ SHUTDOWN_DRAIN_SECONDS = env.int("SHUTDOWN_DRAIN_SECONDS", default=30)
 LARGE_BODY_PATHS = ["/v1/chat/completions", "/v1/conv", "/v1/responses"]
 
 # --- Client addresses and sign-in rate limits (gateway.client_address, accounts.throttling) -----
+import ipaddress  # noqa: E402 -- kept beside its only use
+
 # Proxies (addresses or CIDR networks) whose X-Forwarded-For is believed. Empty: the peer address
 # is the client, whatever the header says.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+for _proxy in TRUSTED_PROXIES:  # a typo must stop the boot, not turn every sign-in into a 500
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an address or network") from None
 # Attempts per client address per minute, over every worker (0: no limit).
 AUTH_GUEST_LOGIN_PER_MINUTE = env.int("AUTH_GUEST_LOGIN_PER_MINUTE", default=20)
 AUTH_GOOGLE_CALLBACK_PER_MINUTE = env.int("AUTH_GOOGLE_CALLBACK_PER_MINUTE", default=20)
