@@ -81,6 +81,7 @@ class ProviderAdmin(admin.ModelAdmin[Provider]):
         "healthy",
         "consecutive_failures",
         "last_check_at",
+        "last_good_poll_at",
         "last_error",
         "latency_ms",
         "created_at",

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -36,7 +37,12 @@ def registry_bump() -> None:
     if client is not None:
         # A fresh random token, not a counter: after a Redis restart or flush a counter would
         # count 1, 2, … again and a worker that last saw "2" would miss the next change.
-        client.set(REGISTRY_VERSION_KEY, uuid.uuid4().hex)
+        try:
+            client.set(REGISTRY_VERSION_KEY, uuid.uuid4().hex)
+        except redis.RedisError:
+            # The change is in the database already; workers that cannot reach Redis re-read
+            # it on their periodic reload, so a dead Redis must not fail the write or the poll.
+            logger.warning("registry version not bumped: Redis unavailable", exc_info=True)
 
 
 def validate_base_url(base_url: str, *, public_only: bool) -> str:

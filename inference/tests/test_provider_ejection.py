@@ -15,7 +15,7 @@ from django.db import close_old_connections, connection
 
 from inference import services
 from inference.models import Provider, UsageRecord
-from inference.registry import Registry
+from inference.registry import Registry, registry
 from inference.tests.conftest import register
 from inference.tests.fake_upstream import FakeUpstream
 from organizations.tests.factories import make_api_key
@@ -187,14 +187,16 @@ def test_a_killed_upstream_takes_traffic_again_one_poll_after_it_restarts(
     _, key = make_api_key()
     killed.stop()
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:  # traffic and polls find it dead
+    while time.monotonic() < deadline:  # traffic and polls find it dead, and the gateway knows
         _chat(live_gateway, key)
-        close_old_connections()
-        if not Provider.objects.get(pk=killed_provider.pk).healthy:
+        routes = registry._by_model.get("shared-model", [])
+        if not any(route.healthy for route in routes if route.provider_id == killed_provider.pk):
             break
         time.sleep(0.05)
     else:
         pytest.fail("the health poll never marked the killed upstream unhealthy")
+    if not with_twin:
+        assert _chat(live_gateway, key).status_code == 503
     restarted = make_upstream(["shared-model"], port=killed.port)
     back_at = time.monotonic()
     budget = settings.MODEL_HEALTH_INTERVAL_SECONDS + 2.0

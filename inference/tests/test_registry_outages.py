@@ -82,3 +82,19 @@ def test_a_dead_redis_leaves_the_table_in_memory(
         return found
 
     assert asyncio.run(route_twice()) == [[provider.pk], [provider.pk]]
+
+
+def test_health_polls_and_provider_changes_work_with_redis_down(upstream: FakeUpstream, settings) -> None:
+    from gateway.redis import sync_client
+    from inference import services
+
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    sync_client.cache_clear()
+    try:
+        provider = services.provider_create(name="p", base_url=upstream.base_url)  # bumps on commit
+        checked = services.provider_check(provider_id=provider.pk, force=True)  # bumps again
+        assert checked is not None
+        assert checked.healthy
+        assert checked.last_good_poll_at is not None
+    finally:
+        sync_client.cache_clear()
