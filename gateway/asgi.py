@@ -65,6 +65,8 @@ class GatewayRouter:
             if mount.matches(path):
                 await mount.app(scope, receive, send)
                 return
+        if scope["type"] == "http" and _chunked_without_length(scope["headers"]):
+            scope, receive = await _with_length(scope, receive)
         await self.default(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -84,6 +86,47 @@ class GatewayRouter:
             await send({"type": "lifespan.startup.complete"})
             message = await receive()  # lifespan.shutdown
         await send({"type": "lifespan.shutdown.complete"})
+
+
+def _chunked_without_length(headers: list[tuple[bytes, bytes]]) -> bool:
+    chunked = False
+    for name, value in headers:
+        if name == b"content-length":
+            return False
+        if name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    return chunked
+
+
+async def _with_length(scope: Scope, receive: Receive) -> tuple[Scope, Receive]:
+    """Read a chunked body whole and declare its length, then hand it on.
+
+    DRF reads a body only when Content-Length says there is one, so a chunked JSON body reached
+    every DRF view as empty (a conversation created without its items). Django reads the whole
+    body before any view runs anyway, and Guard has bounded it by then.
+    """
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client left: let Django see it leave
+            return scope, _first_then(message, receive)
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(parts)
+    headers = [*scope["headers"], (b"content-length", str(len(body)).encode())]
+    whole = {"type": "http.request", "body": body, "more_body": False}
+    return dict(scope, headers=headers), _first_then(whole, receive)
+
+
+def _first_then(first: Message, receive: Receive) -> Receive:
+    """A receive that gives `first`, then whatever the client sends next (its disconnect)."""
+    pending = [first]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replay
 
 
 def _static_files() -> Mount:

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -109,6 +110,29 @@ def test_a_body_within_the_limit_still_reaches_the_route(live_gateway: LiveGatew
         headers={"Authorization": f"Bearer {raw}"},
     ).json()["data"]
     assert items[0]["content"][0]["text"] == "x" * 9000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_body_reaches_a_drf_view_whole(live_gateway: LiveGateway) -> None:
+    _, raw = make_api_key()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        yield b'{"items": [{"role": "user", "content": "'
+        yield b"y" * 5000
+        yield b'"}], "metadata": {"via": "chunks"}}'
+
+    answer = httpx.post(
+        f"{live_gateway.url}/v1/conversations",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {raw}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["metadata"] == {"via": "chunks"}
+    items = httpx.get(
+        f"{live_gateway.url}/v1/conversations/{answer.json()['id']}/items",
+        headers={"Authorization": f"Bearer {raw}"},
+    ).json()["data"]
+    assert items[0]["content"][0]["text"] == "y" * 5000
 
 
 # --- Deeply nested JSON ---------------------------------------------------------------------

@@ -127,6 +127,39 @@ def test_a_lapsed_stream_that_showed_output_is_failed_with_an_event_for_its_foll
     assert b"d" not in entries[-1][1]  # then the end mark
 
 
+def test_a_requeued_stream_goes_on_numbering_its_events_where_the_dead_run_stopped(
+    provider: Provider, project_key: Any
+) -> None:
+    if sync_client() is None:
+        pytest.skip("the stream event log lives in Redis")
+    row = _queued(_principal(project_key[1]), stream=True)
+    first = services._claim(row.pk)
+    assert first is not None
+    # The first worker got as far as announcing the run, then died before any output.
+    log_append_sync(
+        row.public_id, [Sequencer(start=2).stamp({"type": "response.in_progress", "response": {}})]
+    )
+    _lapse(first)
+    assert _sweep() == ((1, 0), [row.pk])
+    tasks.response_generate(row.pk)  # the re-queued task, run here
+    row.refresh_from_db()
+    assert row.status == Response.Status.COMPLETED
+    assert row.attempts == 2
+    redis = sync_client()
+    assert redis is not None
+    logged = [
+        orjson.loads(fields[b"d"]) for _, fields in redis.xrange(events_key(row.public_id)) if b"d" in fields
+    ]
+    assert [event["sequence_number"] for event in logged] == list(range(len(logged)))
+    assert [event["type"] for event in logged[:4]] == [
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+        "response.in_progress",  # the second claim's start: no output was shown twice
+    ]
+    assert logged[-1]["type"] == "response.completed"
+
+
 # --- With real worker processes ---------------------------------------------------------------
 
 
