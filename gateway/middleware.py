@@ -17,6 +17,7 @@ from django.http.response import HttpResponseBase
 from django.utils.module_loading import import_string
 
 from gateway import context, errors, metrics
+from gateway.client_address import client_address
 
 access_log = logging.getLogger("gateway.access")
 
@@ -69,7 +70,7 @@ class RequestContextMiddleware:
                 path=request.path,
                 status=response.status_code,
                 started=started,
-                client_ip=request.META.get("REMOTE_ADDR"),
+                client_ip=client_address(request.META),
                 streaming=response.streaming,
             )
             return response

@@ -252,6 +252,9 @@ def build_config() -> uvicorn.Config:
         loop="uvloop",
         lifespan="on",
         access_log=False,  # the application logs one JSON line per request itself
+        # X-Forwarded-For is believed only from TRUSTED_PROXIES (gateway.client_address); uvicorn's
+        # own rewrite would already trust any caller on 127.0.0.1 before that rule runs.
+        proxy_headers=False,
         limit_concurrency=settings.SERVER_MAX_CONCURRENCY,
         timeout_keep_alive=settings.SERVER_KEEPALIVE_SECONDS,
         timeout_graceful_shutdown=settings.SHUTDOWN_DRAIN_SECONDS,
