@@ -152,12 +152,14 @@ def response_finish(*, row: Response) -> Response:
         "incomplete_details": row.incomplete_details,
         "completed_at": row.completed_at,
     }
-    # attempts: a run the sweep gave up and re-queued is finished by its new claim only.
-    updated = Response.objects.filter(pk=row.pk, status__in=_ACTIVE, attempts=row.attempts).update(
-        status=row.status, **fields
-    )
-    if updated and row.conversation_public_id and row.status in _APPENDED:
-        _conversation_append(row)
+    # One transaction: a client that sees the final status must also see the conversation's new items.
+    with transaction.atomic():
+        # attempts: a run the sweep gave up and re-queued is finished by its new claim only.
+        updated = Response.objects.filter(pk=row.pk, status__in=_ACTIVE, attempts=row.attempts).update(
+            status=row.status, **fields
+        )
+        if updated and row.conversation_public_id and row.status in _APPENDED:
+            _conversation_append(row)
     if not updated:
         Response.objects.filter(pk=row.pk, attempts=row.attempts).update(output=row.output, usage=row.usage)
         row.status = Response.objects.filter(pk=row.pk).values_list("status", flat=True).first() or row.status
