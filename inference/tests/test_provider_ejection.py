@@ -239,3 +239,24 @@ def test_calls_that_reach_no_model_server_leave_no_usage_row(
         close_old_connections()
         time.sleep(0.05)
     assert list(UsageRecord.objects.values_list("model", "outcome")) == [("fake-model", "success")]
+
+
+def test_panic_mode_routes_to_every_provider_when_too_many_are_ejected(make_upstream, settings) -> None:
+    settings.PROVIDER_EJECT_CONSECUTIVE_FAILURES = 1
+    settings.PROVIDER_PANIC_THRESHOLD_PERCENT = 50
+    first, second, third = (
+        register(make_upstream(["shared-model"]), name=name).pk for name in ("first", "second", "third")
+    )
+    worker = Registry()
+
+    async def in_rotation() -> set[int]:
+        routes, _ = await worker.routes_for("shared-model", 0, None)
+        return {route.provider_id for route in routes}
+
+    assert asyncio.run(in_rotation()) == {first, second, third}
+    assert worker.record_failure(first)
+    assert asyncio.run(in_rotation()) == {second, third}  # two of three left: above the threshold
+    assert worker.record_failure(second)
+    # One of three left is below 50 %: the ejections are ignored and traffic spreads over all.
+    assert asyncio.run(in_rotation()) == {first, second, third}
+    assert not worker.record_failure(third)  # and the last live one is never ejected
