@@ -135,10 +135,21 @@ def _positions_store(scopes: Iterable[str], lsn: int) -> None:
             _positions_lost()
         return
     try:
-        client.eval(_RAISE_SCRIPT, len(keys), *keys, lsn, _sticky_seconds())
+        _raise_script(client)(keys=keys, args=[lsn, _sticky_seconds()])
     except Exception:
         _redis_failed("store")
         _positions_lost()
+
+
+_scripts: dict[int, Any] = {}
+
+
+def _raise_script(client: Any) -> Any:
+    """The script registered once per client: later calls send its SHA, not its text."""
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts[id(client)] = client.register_script(_RAISE_SCRIPT)
+    return script
 
 
 def _positions_lost() -> None:
