@@ -15,15 +15,20 @@ GitLab's database load balancer):
 - Authentication and authorization reads (`authoritative()`: key lookups, JWT users, memberships,
   rate-limit rules) must see every write there is, so a revocation is never read back as active:
   they use a replica only when it has replayed the global position.
-- Reads inside a transaction, or after a write in the same request, go to the primary.
+- Reads inside a transaction, after a write in the same request, or while Redis cannot be
+  asked, go to the primary. Reads outside any request or task (shell, commands) wait for every
+  write, as authorization reads do.
 - A replica whose lag passes DB_REPLICA_MAX_LAG_SECONDS, or that cannot be reached, is skipped
-  until a later probe finds it back and current.
+  until a later probe finds it back and current. Probes run in the background
+  (`ReplicaMonitor`); a replica whose connection fails hands that request to the primary
+  (gateway.replica_backend).
 - Celery tasks carry the enqueuer's position and principals in their headers (gateway.celery).
 
-Without replicas (the embedded SQLite default, or no DB_POSTGRESQL_READ*_DSN) every query goes
-to the primary and nothing here runs: no LSN query, no Redis.
+The positions are recorded by the primary's backend (gateway.primary_backend) after each commit
+that wrote. Without replicas (the embedded SQLite default, or no DB_POSTGRESQL_READ*_DSN) every
+query goes to the primary and nothing here runs: no LSN query, no Redis.
 
-The stored positions expire after STICKY_SECONDS, well past the lag bound: a replica still in
+Stored positions expire after `_sticky_seconds()`, well past the lag bound: a replica still in
 rotation by then has replayed the write.
 """
 
@@ -130,10 +135,21 @@ def _positions_store(scopes: Iterable[str], lsn: int) -> None:
             _positions_lost()
         return
     try:
-        client.eval(_RAISE_SCRIPT, len(keys), *keys, lsn, _sticky_seconds())
+        _raise_script(client)(keys=keys, args=[lsn, _sticky_seconds()])
     except Exception:
         _redis_failed("store")
         _positions_lost()
+
+
+_scripts: dict[int, Any] = {}
+
+
+def _raise_script(client: Any) -> Any:
+    """The script registered once per client: later calls send its SHA, not its text."""
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts[id(client)] = client.register_script(_RAISE_SCRIPT)
+    return script
 
 
 def _positions_lost() -> None:

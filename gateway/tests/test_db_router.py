@@ -229,3 +229,56 @@ def test_metrics_show_lag_and_primary_fallback_reads() -> None:
     finally:
         context.end(token)  # type: ignore[arg-type]
     assert fallbacks() == before + 1
+
+
+@requires_standby
+def test_reads_go_to_the_primary_while_redis_cannot_be_asked(settings) -> None:  # type: ignore[no-untyped-def]
+    """Nothing then proves a replica has a principal's writes: the primary answers, and the
+    replica is used again once Redis answers."""
+    from prometheus_client import REGISTRY
+
+    from gateway.redis import sync_client
+    from tests.live_server import free_port
+
+    if not settings.REDIS_URL:
+        pytest.skip("without REDIS_URL the positions live in the process")
+    replica = settings.DATABASE_REPLICAS[0]
+    user = User.objects.create_user("redis-down@example.com")
+    wait_replica_caught_up(replica)
+
+    def unknown() -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "gateway_db_primary_fallback_reads_total", {"reason": "positions_unknown"}
+            )
+            or 0
+        )
+
+    before = unknown()
+    working_url = settings.REDIS_URL
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    sync_client.cache_clear()
+    try:
+        token = _as_request(user)
+        try:
+            with _queries_on(replica) as on_replica:
+                assert User.objects.filter(pk=user.pk).exists()
+            assert on_replica.captured_queries == []
+            assert unknown() == before + 1
+        finally:
+            context.end(token)  # type: ignore[arg-type]
+    finally:
+        settings.REDIS_URL = working_url
+        sync_client.cache_clear()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the process tries Redis again after a short pause
+        token = _as_request(user)
+        try:
+            with _queries_on(replica) as on_replica:
+                User.objects.filter(pk=user.pk).exists()
+        finally:
+            context.end(token)  # type: ignore[arg-type]
+        if on_replica.captured_queries:
+            break
+        time.sleep(0.05)
+    assert on_replica.captured_queries
