@@ -5,7 +5,7 @@ PORT ?= 8080
 export PORT
 APPS := gateway accounts organizations conversations responses inference mcp_server
 
-.PHONY: install run test lint typecheck checks pytest bench migrate
+.PHONY: install run test lint typecheck checks pytest bench migrate compat
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -46,3 +46,9 @@ test: lint typecheck checks pytest
 
 bench: install
 	$(PY) bench/run.py
+
+# The compatibility matrix: pinned real clients (compat/python, compat/package.json) against the
+# gateway and the fake upstream, all on 127.0.0.1 (compat/run.py; needs npm and network to PyPI/npm
+# the first time, then the installs are reused).
+compat: install
+	$(PY) compat/run.py
