@@ -27,6 +27,7 @@ const messages = [{ role: "user", content: "What is the weather?" }];
 const first = await generateText({ ...options, messages });
 assert.equal(first.text, ANSWER);
 assert.equal(first.steps.length, 2); // the tool call, then the answer
+assert.equal(first.steps[0].toolResults[0]?.output, "Sunny in compat.");
 // Reasoning comes back as reasoning items (their text is the model's own, not a summary).
 assert.ok(first.steps[0].content.some((part) => part.type === "reasoning"), "reasoning is surfaced");
 messages.push(...first.response.messages, { role: "user", content: "And tomorrow?" });
