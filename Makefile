@@ -5,7 +5,7 @@ PORT ?= 8080
 export PORT
 APPS := gateway accounts organizations conversations responses inference mcp_server
 
-.PHONY: install install-dev run test test-fast lint typecheck checks pytest bench migrate
+.PHONY: install install-dev run test test-fast lint typecheck checks pytest bench migrate compat
 
 # uv installs the pinned tree in about a fifth of pip's time (measured on a cold cache: 10 s
 # against 51 s for the runtime tree); pip only bootstraps uv itself.
@@ -69,3 +69,9 @@ test-fast: install-dev
 
 bench: install-dev
 	$(PY) bench/run.py
+
+# The compatibility matrix: pinned real clients (compat/python, compat/package.json) against the
+# gateway and the fake upstream, all on 127.0.0.1 (compat/run.py; needs npm and network to PyPI/npm
+# the first time, then the installs are reused).
+compat: install-dev
+	$(PY) compat/run.py

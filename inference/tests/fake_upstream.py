@@ -239,10 +239,10 @@ class FakeUpstream:
             events.append(_chunk(model, {}, "tool_calls"))
         elif behaviour == "length":
             events += [_chunk(model, {"content": "Hello"}), _chunk(model, {}, "length")]
-        elif behaviour == "agent" and (call := agent_call(body)) is not None:
+        elif behaviour == "agent" and (move := agent_call(body)) is not None:
             events.append(_chunk(model, {"reasoning_content": "Let me think."}))
-            function = {"name": call["name"], "arguments": call["arguments"]}
-            tool_call = {"index": 0, "id": call["id"], "type": "function", "function": function}
+            function = {"name": move["name"], "arguments": move["arguments"]}
+            tool_call = {"index": 0, "id": move["id"], "type": "function", "function": function}
             events += [_chunk(model, {"tool_calls": [tool_call]}), _chunk(model, {}, "tool_calls")]
         else:
             if behaviour == "agent":
