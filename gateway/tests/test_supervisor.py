@@ -116,6 +116,8 @@ def test_make_run_restarts_a_killed_worker_and_drains_streams_on_sigterm(
     try:
         # --- The Celery worker dies: it is restarted, the web never stops answering -------------
         assert wait_until(lambda: "The gateway is up on" in tree.output(), 30), tree.output()
+        assert f"Swagger UI   {tree.url}/api/swagger" in tree.output()
+        assert "No model server is configured" not in tree.output()  # two providers are registered
         assert wait_until(lambda: celery_app.control.ping(timeout=0.5), 30), (
             "the worker never answered a ping"
         )

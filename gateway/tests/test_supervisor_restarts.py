@@ -64,3 +64,25 @@ def test_a_crash_restarts_only_that_process(tmp_path: Path, capsys: pytest.Captu
     assert log.count("flaky started") == 2
     assert log.count("steady started") == 1
     assert "SIGTERM: stopping" in log
+
+
+@pytest.mark.django_db
+def test_the_ready_banner_points_at_the_docs_and_says_when_no_model_server_is_configured(
+    settings: pytest.FixtureRequest,
+) -> None:
+    from inference.models import Provider
+
+    settings.JAN_INFERENCE_MODEL_URL = ""  # type: ignore[attr-defined]
+    Provider.objects.all().delete()
+    banner = supervisor.ready_banner("http://127.0.0.1:8080")
+    for line in (
+        "http://127.0.0.1:8080/api/swagger",
+        "http://127.0.0.1:8080/api/docs",
+        "http://127.0.0.1:8080/admin",
+        "manage.py createprojectkey --email",
+        "No model server is configured",
+        "JAN_INFERENCE_MODEL_URL",
+    ):
+        assert line in banner
+    settings.JAN_INFERENCE_MODEL_URL = "http://127.0.0.1:9/v1"  # type: ignore[attr-defined]
+    assert "No model server" not in supervisor.ready_banner("http://127.0.0.1:8080")
