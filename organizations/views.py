@@ -281,7 +281,7 @@ class OrganizationViewSet(AdminViewSet):
         if principal.is_admin_key or principal.user_id is None:
             raise Forbidden("Admin keys act only in their own organization; sign in to create one.")
         data = parse(OrganizationCreateIn, request.data)
-        organization = services.organization_register(
+        organization = services.organization_create(
             owner=account_selectors.user_get(user_id=principal.user_id), actor=_actor(principal), **data
         )
         return Response(OrganizationOut(organization).data, status=201)
@@ -328,7 +328,7 @@ class _OrganizationLevelKeyViewSet(AdminViewSet):
     def create(self, request: Request, org_id: str | None = None) -> Response:
         self.scope.require_owner()
         data = parse(self.create_in, request.data)
-        key, raw = services.api_key_issue(
+        key, raw = services.api_key_create(
             organization=self.scope.organization,
             actor=self.scope.actor,
             key_type=data["type"],
@@ -456,7 +456,7 @@ class ProjectViewSet(AdminViewSet):
     def create(self, request: Request, org_id: str | None = None) -> Response:
         self.scope.require_owner()
         data = parse(ProjectCreateIn, request.data)
-        project = services.project_add(
+        project = services.project_create(
             organization=self.scope.organization, name=data["name"], actor=self.scope.actor
         )
         return Response(ProjectOut(project).data, status=201)
@@ -556,7 +556,7 @@ class ProjectApiKeyViewSet(AdminViewSet):
             )
         elif not (access.manage or access.member):
             raise Forbidden("Only members of the project can create its keys.")
-        key, raw = services.api_key_issue(
+        key, raw = services.api_key_create(
             organization=self.scope.organization,
             actor=self.scope.actor,
             key_type=data["type"],
