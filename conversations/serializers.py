@@ -28,6 +28,29 @@ class FixedCharField(serializers.CharField):
         return self.default
 
 
+class FixedBooleanField(serializers.BooleanField):
+    """Always `value` (documented as a plain required boolean)."""
+
+    def __init__(self, value: bool, **kwargs: Any) -> None:
+        self.value = value
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance: Any) -> bool:
+        return self.value
+
+
+class EdgeIdField(serializers.CharField):
+    """The public id of the first (or last) of a list of rows; null for none."""
+
+    def __init__(self, *, last: bool, **kwargs: Any) -> None:
+        self.last = last
+        super().__init__(allow_null=True, **kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        rows: list[Item] = instance
+        return (rows[-1] if self.last else rows[0]).public_id if rows else None
+
+
 class UnixSecondsField(serializers.IntegerField):
     def to_representation(self, value: datetime) -> int:  # type: ignore[override]  # reads a datetime
         return int(value.timestamp())
@@ -91,10 +114,7 @@ ConversationListOut = _list_out("ConversationListOut", ConversationOut)
 class ConversationDeletedOut(serializers.Serializer[Conversation]):
     id = serializers.CharField(source="public_id")
     object = FixedCharField(default="conversation.deleted")
-    deleted = serializers.SerializerMethodField()
-
-    def get_deleted(self, conversation: Conversation) -> bool:
-        return conversation.deleted_at is not None
+    deleted = FixedBooleanField(True)  # the answer of the route that deleted it
 
 
 class ConversationItemOut(serializers.Serializer[Item]):
@@ -134,15 +154,6 @@ class ConversationItemListOut(serializers.Serializer[list[Item]]):
     # The metaclass takes declared fields off the class, so this does not shadow Serializer.data
     # at run time; mypy only sees the class body.
     data = ConversationItemOut(many=True, source="*")  # type: ignore[assignment]
-    first_id = serializers.SerializerMethodField()
-    last_id = serializers.SerializerMethodField()
-    has_more = serializers.SerializerMethodField()
-
-    def get_first_id(self, rows: list[Item]) -> str | None:
-        return rows[0].public_id if rows else None
-
-    def get_last_id(self, rows: list[Item]) -> str | None:
-        return rows[-1].public_id if rows else None
-
-    def get_has_more(self, rows: list[Item]) -> bool:
-        return False
+    first_id = EdgeIdField(last=False)
+    last_id = EdgeIdField(last=True)
+    has_more = FixedBooleanField(False)
