@@ -10,11 +10,10 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from accounts.auth import Principal
-from conversations import items as wire
 from conversations import turns
 from conversations.models import Conversation, Item
+from conversations.serializers import ConversationItemOut, ConversationOut
 from gateway.errors import InvalidRequest, NotFound
-from gateway.pagination import PageParams, paginate
 
 
 def owner_filter(principal: Principal) -> Q:
@@ -35,10 +34,6 @@ def conversation_queryset(principal: Principal) -> QuerySet[Conversation]:
 def conversation_list(principal: Principal, *, limit: int = 20) -> list[Conversation]:
     """The caller's conversations, newest first."""
     return list(conversation_queryset(principal).order_by("-pk")[:limit])
-
-
-def conversation_page(principal: Principal, params: PageParams) -> dict[str, Any]:
-    return paginate(conversation_queryset(principal), params, conversation_object)
 
 
 def _conversation_not_found(conversation_id: str) -> NotFound:
@@ -72,10 +67,6 @@ def item_recent(conversation: Conversation, *, limit: int) -> list[Item]:
     return list(reversed(item_list(conversation, order="desc", limit=limit)))
 
 
-def item_page(conversation: Conversation, params: PageParams) -> dict[str, Any]:
-    return paginate(item_queryset(conversation), params, item_object)
-
-
 def item_get(conversation: Conversation, item_id: str) -> Item:
     item = item_queryset(conversation).filter(public_id=item_id).first()
     if item is None:
@@ -83,45 +74,19 @@ def item_get(conversation: Conversation, item_id: str) -> Item:
     return item
 
 
-# --- Wire shapes -------------------------------------------------------------------------
+# --- Wire shapes, for other apps ---------------------------------------------------------------
+# The MCP resources and the Responses API show conversations and items as the Conversations API
+# does: through its serializers, the one definition of these shapes.
 
 
 def conversation_object(conversation: Conversation) -> dict[str, Any]:
     """OpenAI's Conversation, plus jan's `title`."""
-    return {
-        "id": conversation.public_id,
-        "object": "conversation",
-        "created_at": int(conversation.created_at.timestamp()),
-        "metadata": conversation.metadata or {},
-        "title": conversation.title or None,
-    }
-
-
-def conversation_deleted_object(conversation_id: str) -> dict[str, Any]:
-    return {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
+    return dict(ConversationOut(conversation).data)
 
 
 def item_object(item: Item) -> dict[str, Any]:
     """OpenAI's ConversationItem."""
-    return wire.render(
-        public_id=item.public_id,
-        type=item.type,
-        role=item.role,
-        status=item.status,
-        content=item.content,
-        data=item.data,
-    )
-
-
-def item_list_object(rows: list[Item]) -> dict[str, Any]:
-    """A ConversationItemList of the given items (e.g. the ones just created)."""
-    return {
-        "object": "list",
-        "data": [item_object(item) for item in rows],
-        "first_id": rows[0].public_id if rows else None,
-        "last_id": rows[-1].public_id if rows else None,
-        "has_more": False,
-    }
+    return dict(ConversationItemOut(item).data)
 
 
 # --- Conversation-aware chat ---------------------------------------------------------------

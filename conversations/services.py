@@ -141,10 +141,12 @@ def conversation_update(
     return conversation
 
 
-def conversation_delete(*, conversation: Conversation) -> None:
+def conversation_delete(*, conversation: Conversation) -> Conversation:
     """Soft delete; the items stay (as OpenAI documents) but can no longer be reached."""
     now = timezone.now()
     Conversation.objects.filter(pk=conversation.pk).update(deleted_at=now, updated_at=now)
+    conversation.deleted_at = conversation.updated_at = now
+    return conversation
 
 
 def items_create(

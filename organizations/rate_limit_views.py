@@ -5,7 +5,8 @@
   `POST …/rate_limits/rl_<model>` creates the limits of a model that has none yet, as OpenAI's
   SDK calls it. Organization owners change them; anyone who sees the project reads them.
 - `…/api_keys/{key_id}/rate_limits`: a key's own limits, over every model, on top of its
-  project's. Project owners (and organization owners) change them.
+  project's. Project owners (and organization owners) change them. Those are actions of the
+  key viewsets (organizations.views).
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from rest_framework.response import Response
 from gateway.api import parse
 from gateway.errors import InvalidRequest
 from organizations import selectors, services
-from organizations.models import ApiKey, ProjectRateLimit
+from organizations.models import ProjectRateLimit
 from organizations.serializers import (
     AdminObjectDeletedOut,
-    ApiKeyRateLimitOut,
     ProjectRateLimitListOut,
     ProjectRateLimitOut,
     RateLimitUpdateIn,
 )
-from organizations.views import PROJECT_KEY_TYPES, AdminView, _deleted, _project_scope, _scope, admin_op
+from organizations.views import AdminViewSet, _deleted, admin_op
 
 _LIST_PARAMETERS = [
     OpenApiParameter("limit", int, description="1-100, default 100"),
@@ -71,30 +71,29 @@ def _model_of(rate_limit_id: str) -> str:
     return rate_limit_id.removeprefix("rl_")
 
 
-class ProjectRateLimitCollection(AdminView):
+class ProjectRateLimitViewSet(AdminViewSet):
+    lookup_url_kwarg = "rate_limit_id"
+    lookup_value_converter = "path"  # `rl_` and a model id, which may hold slashes
+
     @admin_op(
         "listProjectRateLimits",
         implied_operation_id="listProjectRateLimitsOfCallerOrganization",
         responses={200: ProjectRateLimitListOut},
         parameters=_LIST_PARAMETERS,
     )
-    def get(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        rows = list(selectors.project_rate_limit_list(project_id=access.project.pk))
+    def list(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        rows = list(selectors.project_rate_limit_list(project_id=self.project.project.pk))
         return Response(_page(request, rows))
 
-
-class ProjectRateLimitDetail(AdminView):
     @admin_op(
         "retrieveProjectRateLimit",
         implied_operation_id="retrieveProjectRateLimitOfCallerOrganization",
         responses={200: ProjectRateLimitOut},
     )
-    def get(
+    def retrieve(
         self, request: Request, project_id: str, rate_limit_id: str, org_id: str | None = None
     ) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        row = selectors.project_rate_limit_get(project_id=access.project.pk, public_id=rate_limit_id)
+        row = selectors.project_rate_limit_get(project_id=self.project.project.pk, public_id=rate_limit_id)
         return Response(ProjectRateLimitOut(row).data)
 
     @admin_op(
@@ -104,15 +103,13 @@ class ProjectRateLimitDetail(AdminView):
         responses={200: ProjectRateLimitOut},
         description="Creates the model's limits when it has none yet. Organization owners only.",
     )
-    def post(
+    def modify(
         self, request: Request, project_id: str, rate_limit_id: str, org_id: str | None = None
     ) -> Response:
-        scope = _scope(request, org_id)
-        access = _project_scope(scope, project_id)
-        scope.require_owner()
+        self.scope.require_owner()
         data = parse(RateLimitUpdateIn, request.data)
         row = services.project_rate_limit_set(
-            project=access.project, model=_model_of(rate_limit_id), actor=scope.actor, **data
+            project=self.project.project, model=_model_of(rate_limit_id), actor=self.scope.actor, **data
         )
         return Response(ProjectRateLimitOut(row).data)
 
@@ -122,83 +119,10 @@ class ProjectRateLimitDetail(AdminView):
         responses={200: AdminObjectDeletedOut},
         description="Removes the model's limits. Organization owners only.",
     )
-    def delete(
+    def destroy(
         self, request: Request, project_id: str, rate_limit_id: str, org_id: str | None = None
     ) -> Response:
-        scope = _scope(request, org_id)
-        access = _project_scope(scope, project_id)
-        scope.require_owner()
-        row = selectors.project_rate_limit_get(project_id=access.project.pk, public_id=rate_limit_id)
-        services.project_rate_limit_delete(rate_limit=row, actor=scope.actor)
+        self.scope.require_owner()
+        row = selectors.project_rate_limit_get(project_id=self.project.project.pk, public_id=rate_limit_id)
+        services.project_rate_limit_delete(rate_limit=row, actor=self.scope.actor)
         return _deleted("project.rate_limit", rate_limit_id)
-
-
-class ProjectKeyRateLimit(AdminView):
-    def _key(self, request: Request, project_id: str, key_id: str, org_id: str | None) -> tuple[Any, ApiKey]:
-        access = _project_scope(_scope(request, org_id), project_id)
-        key = selectors.api_key_get(
-            organization_id=access.project.organization_id,
-            key_types=PROJECT_KEY_TYPES,
-            project_id=access.project.pk,
-            public_id=key_id,
-            owner_user_id=access.key_owner_filter,
-        )
-        return access, key
-
-    @admin_op(
-        "retrieveProjectApiKeyRateLimits",
-        implied_operation_id="retrieveProjectApiKeyRateLimitsOfCallerOrganization",
-        responses={200: ApiKeyRateLimitOut},
-    )
-    def get(self, request: Request, project_id: str, key_id: str, org_id: str | None = None) -> Response:
-        _, key = self._key(request, project_id, key_id, org_id)
-        return Response(ApiKeyRateLimitOut(key).data)
-
-    @admin_op(
-        "updateProjectApiKeyRateLimits",
-        implied_operation_id="updateProjectApiKeyRateLimitsOfCallerOrganization",
-        request=RateLimitUpdateIn,
-        responses={200: ApiKeyRateLimitOut},
-        description="Project or organization owners.",
-    )
-    def post(self, request: Request, project_id: str, key_id: str, org_id: str | None = None) -> Response:
-        access, key = self._key(request, project_id, key_id, org_id)
-        access.require_manage()
-        data = parse(RateLimitUpdateIn, request.data)
-        key = services.api_key_limits_set(key=key, actor=access.scope.actor, **data)
-        return Response(ApiKeyRateLimitOut(key).data)
-
-
-class OrganizationKeyRateLimit(AdminView):
-    def _key(self, request: Request, key_id: str, org_id: str | None) -> tuple[Any, ApiKey]:
-        scope = _scope(request, org_id)
-        key = selectors.api_key_get(
-            organization_id=scope.organization.pk,
-            key_types=[ApiKey.Type.ORGANIZATION],
-            public_id=key_id,
-            owner_user_id=scope.key_owner_filter(owners_only=False),
-        )
-        return scope, key
-
-    @admin_op(
-        "retrieveOrganizationApiKeyRateLimits",
-        implied_operation_id="retrieveOrganizationApiKeyRateLimitsOfCallerOrganization",
-        responses={200: ApiKeyRateLimitOut},
-    )
-    def get(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
-        _, key = self._key(request, key_id, org_id)
-        return Response(ApiKeyRateLimitOut(key).data)
-
-    @admin_op(
-        "updateOrganizationApiKeyRateLimits",
-        implied_operation_id="updateOrganizationApiKeyRateLimitsOfCallerOrganization",
-        request=RateLimitUpdateIn,
-        responses={200: ApiKeyRateLimitOut},
-        description="Organization owners only.",
-    )
-    def post(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
-        scope, key = self._key(request, key_id, org_id)
-        scope.require_owner()
-        data = parse(RateLimitUpdateIn, request.data)
-        key = services.api_key_limits_set(key=key, actor=scope.actor, **data)
-        return Response(ApiKeyRateLimitOut(key).data)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from organizations.models import ApiKey, OrganizationMember, ProjectMember
@@ -231,8 +231,16 @@ class ApiKeyOut(serializers.Serializer[ApiKey]):
         return None
 
 
+class RawKeyField(serializers.CharField):
+    """The full key, which exists only in the request that created it: the view hands it over in
+    the serializer's context (`raw_key`), never as an attribute of the stored row."""
+
+    def get_attribute(self, instance: Any) -> str:
+        return str(self.context["raw_key"])
+
+
 class ApiKeyCreatedOut(ApiKeyOut):
-    value = serializers.CharField(help_text="The full key. Shown only in this response.")
+    value = RawKeyField(help_text="The full key. Shown only in this response.")
 
 
 class OrganizationUserOut(serializers.Serializer[Any]):
@@ -258,15 +266,20 @@ class ServiceAccountOut(serializers.Serializer[Any]):
 
 
 class ServiceAccountKeyOut(serializers.Serializer[Any]):
+    # The account's first key: not an attribute of the account, so the creating view passes it
+    # (`api_key`) and its full value (`raw_key`) in the context.
     object = ConstField("organization.project.service_account.api_key")
     id = serializers.CharField(source="public_id")
     name = serializers.CharField()
-    value = serializers.CharField()
+    value = RawKeyField()
     created_at = UnixTimeField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return dict(super().to_representation(self.context["api_key"]))
 
 
 class ServiceAccountCreatedOut(ServiceAccountOut):
-    api_key = ServiceAccountKeyOut()
+    api_key = ServiceAccountKeyOut(source="*")
 
 
 class InviteProjectOut(serializers.Serializer[Any]):
@@ -311,7 +324,8 @@ class AuditLogOut(serializers.Serializer[Any]):
 
 
 def _list_out(name: str, item: type[serializers.Serializer[Any]]) -> type[serializers.Serializer[Any]]:
-    """The list envelope of gateway/pagination.py around `item`, for the schema."""
+    """The list envelope of gateway/pagination.py around `item`. Marked as one object: a list
+    action's response is otherwise documented as an array of it."""
     fields: dict[str, Any] = {
         "object": ConstField("list"),
         "data": item(many=True),
@@ -319,7 +333,7 @@ def _list_out(name: str, item: type[serializers.Serializer[Any]]) -> type[serial
         "last_id": serializers.CharField(allow_null=True),
         "has_more": serializers.BooleanField(),
     }
-    return type(name, (serializers.Serializer,), fields)
+    return extend_schema_serializer(many=False)(type(name, (serializers.Serializer,), fields))
 
 
 OrganizationListOut = _list_out("OrganizationListOut", OrganizationOut)

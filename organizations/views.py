@@ -1,6 +1,7 @@
-"""The administration API (`/v1/organization…`): thin views over organizations.services.
+"""The administration API (`/v1/organization…`): one DRF viewset per resource, thin actions over
+organizations.services, registered on a router in organizations/urls.py.
 
-Access, decided here once per request from the principal:
+Access, decided once per request (AdminViewSet.initial) from the principal:
 - an admin key acts as an owner of its own organization and sees no other (404); it works only
   while the user who made it is still an owner there (the key cache checks that);
 - a JWT user acts with their role in the organization and, in a project, also with their
@@ -21,13 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.serializers import Serializer
+from rest_framework.viewsets import ViewSet
 
 from accounts import selectors as account_selectors
 from accounts.auth import Principal
@@ -36,13 +39,14 @@ from gateway.api import ERROR_RESPONSES, parse
 from gateway.errors import Forbidden, InvalidRequest, NotFound
 from gateway.pagination import page_params, paginate
 from organizations import selectors, services
-from organizations.models import ApiKey, Organization, OrganizationMember, Project, ProjectMember
+from organizations.models import ApiKey, Invite, Organization, OrganizationMember, Project, ProjectMember
 from organizations.serializers import (
     AdminKeyCreateIn,
     AdminObjectDeletedOut,
     ApiKeyCreatedOut,
     ApiKeyListOut,
     ApiKeyOut,
+    ApiKeyRateLimitOut,
     AuditLogListOut,
     AuditLogOut,
     InviteCreateIn,
@@ -67,6 +71,7 @@ from organizations.serializers import (
     ProjectUserListOut,
     ProjectUserOut,
     ProjectUserUpdateIn,
+    RateLimitUpdateIn,
     ServiceAccountCreatedOut,
     ServiceAccountCreateIn,
     ServiceAccountListOut,
@@ -139,7 +144,7 @@ def _actor(principal: Principal) -> Actor:
     )
 
 
-def _scope(request: Request, org_id: str | None) -> Scope:
+def organization_scope(request: Request, org_id: str | None) -> Scope:
     principal = principal_of(request)
     if org_id is None:
         organization = selectors.organization_list_active(organization_id=principal.organization_id).first()
@@ -168,7 +173,7 @@ def _scope(request: Request, org_id: str | None) -> Scope:
     return Scope(principal=principal, organization=organization, role=role, actor=_actor(principal))
 
 
-def _project_scope(scope: Scope, project_id: str) -> ProjectScope:
+def project_scope(scope: Scope, project_id: str) -> ProjectScope:
     project = selectors.project_get(organization_id=scope.organization.pk, public_id=project_id)
     if scope.principal.is_admin_key:
         return ProjectScope(scope, project, manage=True, member=False)
@@ -179,9 +184,10 @@ def _project_scope(scope: Scope, project_id: str) -> ProjectScope:
     return ProjectScope(scope, project, manage=manage, member=project_role is not None)
 
 
-def _page(
-    request: Request, queryset: Any, serialize: Callable[[Any], dict[str, Any]], **kwargs: Any
-) -> Response:
+def _page(request: Request, queryset: Any, serializer: type[Serializer[Any]], **kwargs: Any) -> Response:
+    def serialize(row: Any) -> dict[str, Any]:
+        return dict(serializer(row).data)
+
     return Response(paginate(queryset, page_params(request.query_params), serialize, **kwargs))
 
 
@@ -205,9 +211,12 @@ PAGE_PARAMETERS = [
 ]
 
 
+ActionT = TypeVar("ActionT", bound=Callable[..., Any])
+
+
 def admin_op(
     operation_id: str, *, implied_operation_id: str | None = None, **kwargs: Any
-) -> Callable[[Any], Any]:
+) -> Callable[[ActionT], ActionT]:
     """@extend_schema for this API. A view mounted both under /{org_id}/… and in the org-implied
     form gets a second operation id for the implied path, so ids stay unique."""
 
@@ -217,197 +226,226 @@ def admin_op(
                 return implied_operation_id
             return operation_id
 
-    def decorator(function: Any) -> Any:
-        function.schema = AdminSchema
+    def decorator(function: ActionT) -> ActionT:
+        function.schema = AdminSchema  # type: ignore[attr-defined]  # extend_schema builds on it
         responses = {**kwargs.pop("responses", {}), **ERROR_RESPONSES}
         return extend_schema(tags=["Administration"], responses=responses, **kwargs)(function)
 
     return decorator
 
 
-class AdminView(APIView):
+class AdminViewSet(ViewSet):
+    # Every action starts from the organization (and project) its route names, resolved once per
+    # request in initial(), after authentication and before the action runs. Routes without
+    # `{org_id}` act in the caller's organization. Methods the route does not serve (405) and
+    # OPTIONS describe the route without looking at the caller's standing.
     authentication_classes = [AdminAuthentication]
+    lookup_value_converter = "str"
+    scope: Scope
+    project: ProjectScope
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method is None or request.method.lower() not in self.action_map or not self.scoped():
+            return
+        self.scope = organization_scope(request, kwargs.get("org_id"))
+        if "project_id" in kwargs:
+            self.project = project_scope(self.scope, kwargs["project_id"])
+
+    def scoped(self) -> bool:
+        return True
 
 
 # --- Organizations -------------------------------------------------------------------------------
 
 
-class OrganizationCollection(AdminView):
+class OrganizationViewSet(AdminViewSet):
+    lookup_url_kwarg = "org_id"
+    lookup_value_converter = "org"
+
+    def scoped(self) -> bool:
+        return bool(self.detail)  # listing and creating organizations act on no organization yet
+
     @admin_op("listOrganizations", responses={200: OrganizationListOut}, parameters=PAGE_PARAMETERS)
-    def get(self, request: Request) -> Response:
+    def list(self, request: Request) -> Response:
         principal = principal_of(request)
         if principal.is_admin_key:
             organizations = selectors.organization_list_active(organization_id=principal.organization_id)
         else:
             organizations = selectors.organization_list_for_user(user_id=principal.user_id or 0)
-        return _page(request, organizations, lambda row: OrganizationOut(row).data)
+        return _page(request, organizations, OrganizationOut)
 
     @admin_op("createOrganization", request=OrganizationCreateIn, responses={201: OrganizationOut})
-    def post(self, request: Request) -> Response:
+    def create(self, request: Request) -> Response:
         principal = principal_of(request)
         if principal.is_admin_key or principal.user_id is None:
             raise Forbidden("Admin keys act only in their own organization; sign in to create one.")
         data = parse(OrganizationCreateIn, request.data)
-        organization = services.organization_register(
+        organization = services.organization_create(
             owner=account_selectors.user_get(user_id=principal.user_id), actor=_actor(principal), **data
         )
         return Response(OrganizationOut(organization).data, status=201)
 
-
-class OrganizationDetail(AdminView):
     @admin_op("retrieveOrganization", responses={200: OrganizationOut})
-    def get(self, request: Request, org_id: str) -> Response:
+    def retrieve(self, request: Request, org_id: str) -> Response:
         # Anyone who sees the organization (a role, or only a project in it) reads its name.
-        return Response(OrganizationOut(_scope(request, org_id).organization).data)
+        return Response(OrganizationOut(self.scope.organization).data)
 
     @admin_op("updateOrganization", request=OrganizationUpdateIn, responses={200: OrganizationOut})
-    def patch(self, request: Request, org_id: str) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
+    def partial_update(self, request: Request, org_id: str) -> Response:
+        self.scope.require_owner()
         data = parse(OrganizationUpdateIn, request.data)
         organization = services.organization_update(
-            organization=scope.organization, actor=scope.actor, **data
+            organization=self.scope.organization, actor=self.scope.actor, **data
         )
         return Response(OrganizationOut(organization).data)
 
     @admin_op("deleteOrganization", responses={200: AdminObjectDeletedOut})
-    def delete(self, request: Request, org_id: str) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
-        services.organization_delete(organization=scope.organization, actor=scope.actor)
+    def destroy(self, request: Request, org_id: str) -> Response:
+        self.scope.require_owner()
+        services.organization_delete(organization=self.scope.organization, actor=self.scope.actor)
         return _deleted("organization", org_id)
 
 
 # --- Organization and admin keys -----------------------------------------------------------------
 
 
-class OrganizationKeyCollection(AdminView):
-    key_types = [ApiKey.Type.ORGANIZATION]
-    owners_only = False  # readers see their own organization keys; admin keys are owners' alone
-    create_in: type[Any] = OrganizationKeyCreateIn
+class _OrganizationLevelKeyViewSet(AdminViewSet):
+    # Organization keys and admin keys: the same actions over a different key type.
+    lookup_url_kwarg = "key_id"
+    key_types: list[str]
+    owners_only: bool
+    create_in: type[Serializer[Any]]
 
-    @admin_op(
+    def list(self, request: Request, org_id: str | None = None) -> Response:
+        keys = selectors.api_key_list(
+            organization_id=self.scope.organization.pk,
+            key_types=self.key_types,
+            owner_user_id=self.scope.key_owner_filter(owners_only=self.owners_only),
+        )
+        return _page(request, keys, ApiKeyOut)
+
+    def create(self, request: Request, org_id: str | None = None) -> Response:
+        self.scope.require_owner()
+        data = parse(self.create_in, request.data)
+        key, raw = services.api_key_create(
+            organization=self.scope.organization,
+            actor=self.scope.actor,
+            key_type=data["type"],
+            name=data["name"],
+            description=data["description"],
+            owner_user_id=self.scope.principal.user_id,
+            expires_in=data.get("expires_in"),
+            expires_at=_expires_at(data),
+        )
+        return Response(ApiKeyCreatedOut(key, context={"raw_key": raw}).data, status=201)
+
+    def retrieve(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
+        return Response(ApiKeyOut(self._visible_key(key_id)).data)
+
+    def destroy(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
+        self.scope.require_owner()
+        key = selectors.api_key_get(
+            organization_id=self.scope.organization.pk, key_types=self.key_types, public_id=key_id
+        )
+        services.api_key_revoke(key=key, actor=self.scope.actor)
+        return _deleted(ApiKeyOut().get_object(key), key_id)
+
+    def _visible_key(self, key_id: str) -> ApiKey:
+        return selectors.api_key_get(
+            organization_id=self.scope.organization.pk,
+            key_types=self.key_types,
+            public_id=key_id,
+            owner_user_id=self.scope.key_owner_filter(owners_only=self.owners_only),
+        )
+
+
+@extend_schema_view(
+    list=admin_op(
         "listOrganizationApiKeys",
         implied_operation_id="listApiKeysOfCallerOrganization",
         responses={200: ApiKeyListOut},
         parameters=PAGE_PARAMETERS,
-    )
-    def get(self, request: Request, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        keys = selectors.api_key_list(
-            organization_id=scope.organization.pk,
-            key_types=self.key_types,
-            owner_user_id=scope.key_owner_filter(owners_only=self.owners_only),
-        )
-        return _page(request, keys, lambda row: ApiKeyOut(row).data)
-
-    @admin_op(
+    ),
+    create=admin_op(
         "createOrganizationApiKey",
         implied_operation_id="createApiKeyInCallerOrganization",
         request=OrganizationKeyCreateIn,
         responses={201: ApiKeyCreatedOut},
-    )
-    def post(self, request: Request, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
-        data = parse(self.create_in, request.data)
-        key, raw = services.api_key_issue(
-            organization=scope.organization,
-            actor=scope.actor,
-            key_type=data["type"],
-            name=data["name"],
-            description=data["description"],
-            owner_user_id=scope.principal.user_id,
-            expires_in=data.get("expires_in"),
-            expires_at=_expires_at(data),
-        )
-        return Response({**ApiKeyOut(key).data, "value": raw}, status=201)
-
-
-class OrganizationKeyDetail(AdminView):
-    key_types = [ApiKey.Type.ORGANIZATION]
-    owners_only = False
-
-    @admin_op(
+    ),
+    retrieve=admin_op(
         "retrieveOrganizationApiKey",
         implied_operation_id="retrieveApiKeyOfCallerOrganization",
         responses={200: ApiKeyOut},
-    )
-    def get(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        key = selectors.api_key_get(
-            organization_id=scope.organization.pk,
-            key_types=self.key_types,
-            public_id=key_id,
-            owner_user_id=scope.key_owner_filter(owners_only=self.owners_only),
-        )
-        return Response(ApiKeyOut(key).data)
-
-    @admin_op(
+    ),
+    destroy=admin_op(
         "deleteOrganizationApiKey",
         implied_operation_id="deleteApiKeyOfCallerOrganization",
         responses={200: AdminObjectDeletedOut},
+    ),
+)
+class OrganizationApiKeyViewSet(_OrganizationLevelKeyViewSet):
+    key_types = [ApiKey.Type.ORGANIZATION]
+    owners_only = False  # readers see their own organization keys; admin keys are owners' alone
+    create_in = OrganizationKeyCreateIn
+
+    @admin_op(
+        "retrieveOrganizationApiKeyRateLimits",
+        implied_operation_id="retrieveOrganizationApiKeyRateLimitsOfCallerOrganization",
+        responses={200: ApiKeyRateLimitOut},
     )
-    def delete(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
-        key = selectors.api_key_get(
-            organization_id=scope.organization.pk, key_types=self.key_types, public_id=key_id
-        )
-        services.api_key_revoke(key=key, actor=scope.actor)
-        return _deleted(ApiKeyOut().get_object(key), key_id)
+    @action(detail=True, methods=["get"], url_path="rate_limits")
+    def rate_limits(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
+        return Response(ApiKeyRateLimitOut(self._visible_key(key_id)).data)
+
+    @admin_op(
+        "updateOrganizationApiKeyRateLimits",
+        implied_operation_id="updateOrganizationApiKeyRateLimitsOfCallerOrganization",
+        request=RateLimitUpdateIn,
+        responses={200: ApiKeyRateLimitOut},
+        description="Organization owners only.",
+    )
+    @rate_limits.mapping.post
+    def rate_limits_update(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
+        key = self._visible_key(key_id)
+        self.scope.require_owner()
+        data = parse(RateLimitUpdateIn, request.data)
+        key = services.api_key_limits_set(key=key, actor=self.scope.actor, **data)
+        return Response(ApiKeyRateLimitOut(key).data)
 
 
-class AdminKeyCollection(OrganizationKeyCollection):
+@extend_schema_view(
+    list=admin_op("listAdminApiKeys", responses={200: ApiKeyListOut}, parameters=PAGE_PARAMETERS),
+    create=admin_op("createAdminApiKey", request=AdminKeyCreateIn, responses={201: ApiKeyCreatedOut}),
+    retrieve=admin_op("retrieveAdminApiKey", responses={200: ApiKeyOut}),
+    destroy=admin_op("deleteAdminApiKey", responses={200: AdminObjectDeletedOut}),
+)
+class AdminApiKeyViewSet(_OrganizationLevelKeyViewSet):
     key_types = [ApiKey.Type.ADMIN]
     owners_only = True
     create_in = AdminKeyCreateIn
-
-    @admin_op("listAdminApiKeys", responses={200: ApiKeyListOut}, parameters=PAGE_PARAMETERS)
-    def get(self, request: Request, org_id: str | None = None) -> Response:
-        response: Response = super().get(request)
-        return response
-
-    @admin_op("createAdminApiKey", request=AdminKeyCreateIn, responses={201: ApiKeyCreatedOut})
-    def post(self, request: Request, org_id: str | None = None) -> Response:
-        response: Response = super().post(request)
-        return response
-
-
-class AdminKeyDetail(OrganizationKeyDetail):
-    key_types = [ApiKey.Type.ADMIN]
-    owners_only = True
-
-    @admin_op("retrieveAdminApiKey", responses={200: ApiKeyOut})
-    def get(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
-        response: Response = super().get(request, key_id)
-        return response
-
-    @admin_op("deleteAdminApiKey", responses={200: AdminObjectDeletedOut})
-    def delete(self, request: Request, key_id: str, org_id: str | None = None) -> Response:
-        response: Response = super().delete(request, key_id)
-        return response
 
 
 # --- Projects -------------------------------------------------------------------------------------
 
 
-class ProjectCollection(AdminView):
+class ProjectViewSet(AdminViewSet):
+    lookup_url_kwarg = "project_id"
+
     @admin_op(
         "listProjects",
         implied_operation_id="listProjectsOfCallerOrganization",
         responses={200: ProjectListOut},
         parameters=[*PAGE_PARAMETERS, OpenApiParameter("include_archived", bool)],
     )
-    def get(self, request: Request, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
+    def list(self, request: Request, org_id: str | None = None) -> Response:
         include_archived = request.query_params.get("include_archived", "false").lower() in ("true", "1")
         projects = selectors.project_list_admin(
-            organization_id=scope.organization.pk,
+            organization_id=self.scope.organization.pk,
             include_archived=include_archived,
-            member_user_id=None if scope.role else scope.principal.user_id,
+            member_user_id=None if self.scope.role else self.scope.principal.user_id,
         )
-        return _page(request, projects, lambda row: ProjectOut(row).data)
+        return _page(request, projects, ProjectOut)
 
     @admin_op(
         "createProject",
@@ -415,31 +453,21 @@ class ProjectCollection(AdminView):
         request=ProjectCreateIn,
         responses={201: ProjectOut},
     )
-    def post(self, request: Request, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
+    def create(self, request: Request, org_id: str | None = None) -> Response:
+        self.scope.require_owner()
         data = parse(ProjectCreateIn, request.data)
-        project = services.project_add(organization=scope.organization, name=data["name"], actor=scope.actor)
+        project = services.project_create(
+            organization=self.scope.organization, name=data["name"], actor=self.scope.actor
+        )
         return Response(ProjectOut(project).data, status=201)
 
-
-class ProjectDetail(AdminView):
     @admin_op(
         "retrieveProject",
         implied_operation_id="retrieveProjectOfCallerOrganization",
         responses={200: ProjectOut},
     )
-    def get(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        return Response(ProjectOut(access.project).data)
-
-    def _update(self, request: Request, project_id: str, org_id: str | None) -> Response:
-        scope = _scope(request, org_id)
-        access = _project_scope(scope, project_id)
-        scope.require_owner()
-        data = parse(ProjectUpdateIn, request.data)
-        project = services.project_update(project=access.project, name=data["name"], actor=scope.actor)
-        return Response(ProjectOut(project).data)
+    def retrieve(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        return Response(ProjectOut(self.project.project).data)
 
     @admin_op(
         "updateProject",
@@ -447,8 +475,13 @@ class ProjectDetail(AdminView):
         request=ProjectUpdateIn,
         responses={200: ProjectOut},
     )
-    def patch(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        return self._update(request, project_id, org_id)
+    def partial_update(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        self.scope.require_owner()
+        data = parse(ProjectUpdateIn, request.data)
+        project = services.project_update(
+            project=self.project.project, name=data["name"], actor=self.scope.actor
+        )
+        return Response(ProjectOut(project).data)
 
     @admin_op(
         "modifyProject",
@@ -457,34 +490,29 @@ class ProjectDetail(AdminView):
         responses={200: ProjectOut},
         description="The same as PATCH; OpenAI's admin API updates with POST.",
     )
-    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        return self._update(request, project_id, org_id)
+    def modify(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        return self.partial_update(request, project_id, org_id)
 
     @admin_op(
         "deleteProject",
         implied_operation_id="deleteProjectOfCallerOrganization",
         responses={200: AdminObjectDeletedOut},
     )
-    def delete(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        access = _project_scope(scope, project_id)
-        scope.require_owner()
-        services.project_delete(project=access.project, actor=scope.actor)
+    def destroy(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        self.scope.require_owner()
+        services.project_delete(project=self.project.project, actor=self.scope.actor)
         return _deleted("organization.project", project_id)
 
-
-class ProjectArchive(AdminView):
     @admin_op(
         "archiveProject",
         implied_operation_id="archiveProjectOfCallerOrganization",
         request=None,
         responses={200: ProjectOut},
     )
-    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        access = _project_scope(scope, project_id)
-        scope.require_owner()
-        project = services.project_archive(project=access.project, actor=scope.actor)
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        self.scope.require_owner()
+        project = services.project_archive(project=self.project.project, actor=self.scope.actor)
         return Response(ProjectOut(project).data)
 
 
@@ -493,22 +521,23 @@ class ProjectArchive(AdminView):
 PROJECT_KEY_TYPES = [ApiKey.Type.PROJECT, ApiKey.Type.SERVICE, ApiKey.Type.EPHEMERAL]
 
 
-class ProjectKeyCollection(AdminView):
+class ProjectApiKeyViewSet(AdminViewSet):
+    lookup_url_kwarg = "key_id"
+
     @admin_op(
         "listProjectApiKeys",
         implied_operation_id="listProjectApiKeysOfCallerOrganization",
         responses={200: ApiKeyListOut},
         parameters=PAGE_PARAMETERS,
     )
-    def get(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
+    def list(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
         keys = selectors.api_key_list(
-            organization_id=access.project.organization_id,
+            organization_id=self.project.project.organization_id,
             key_types=PROJECT_KEY_TYPES,
-            project_id=access.project.pk,
-            owner_user_id=access.key_owner_filter,
+            project_id=self.project.project.pk,
+            owner_user_id=self.project.key_owner_filter,
         )
-        return _page(request, keys, lambda row: ApiKeyOut(row).data)
+        return _page(request, keys, ApiKeyOut)
 
     @admin_op(
         "createProjectApiKey",
@@ -516,8 +545,8 @@ class ProjectKeyCollection(AdminView):
         request=ProjectKeyCreateIn,
         responses={201: ApiKeyCreatedOut},
     )
-    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
+    def create(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        access = self.project
         data = parse(ProjectKeyCreateIn, request.data)
         service_account = None
         if data["type"] == ApiKey.Type.SERVICE:
@@ -527,74 +556,99 @@ class ProjectKeyCollection(AdminView):
             )
         elif not (access.manage or access.member):
             raise Forbidden("Only members of the project can create its keys.")
-        key, raw = services.api_key_issue(
-            organization=access.scope.organization,
-            actor=access.scope.actor,
+        key, raw = services.api_key_create(
+            organization=self.scope.organization,
+            actor=self.scope.actor,
             key_type=data["type"],
             name=data["name"],
             description=data["description"],
             project=access.project,
-            owner_user_id=access.scope.principal.user_id,
+            owner_user_id=self.scope.principal.user_id,
             service_account=service_account,
             expires_in=data.get("expires_in"),
             expires_at=_expires_at(data),
         )
-        return Response({**ApiKeyOut(key).data, "value": raw}, status=201)
-
-
-class ProjectKeyDetail(AdminView):
-    def _key(self, access: ProjectScope, key_id: str) -> ApiKey:
-        return selectors.api_key_get(
-            organization_id=access.project.organization_id,
-            key_types=PROJECT_KEY_TYPES,
-            project_id=access.project.pk,
-            public_id=key_id,
-            owner_user_id=access.key_owner_filter,
-        )
+        return Response(ApiKeyCreatedOut(key, context={"raw_key": raw}).data, status=201)
 
     @admin_op(
         "retrieveProjectApiKey",
         implied_operation_id="retrieveProjectApiKeyOfCallerOrganization",
         responses={200: ApiKeyOut},
     )
-    def get(self, request: Request, project_id: str, key_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        return Response(ApiKeyOut(self._key(access, key_id)).data)
+    def retrieve(self, request: Request, project_id: str, key_id: str, org_id: str | None = None) -> Response:
+        return Response(ApiKeyOut(self._visible_key(key_id)).data)
 
     @admin_op(
         "deleteProjectApiKey",
         implied_operation_id="deleteProjectApiKeyOfCallerOrganization",
         responses={200: AdminObjectDeletedOut},
     )
-    def delete(self, request: Request, project_id: str, key_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        key = self._key(access, key_id)
+    def destroy(self, request: Request, project_id: str, key_id: str, org_id: str | None = None) -> Response:
+        key = self._visible_key(key_id)
         own_key = (
-            access.member
+            self.project.member
             and key.owner_user_id is not None
-            and key.owner_user_id == access.scope.principal.user_id
+            and key.owner_user_id == self.scope.principal.user_id
         )
-        if not (access.manage or own_key):
+        if not (self.project.manage or own_key):
             raise Forbidden("Only project owners can delete other people's keys.")
-        services.api_key_revoke(key=key, actor=access.scope.actor)
+        services.api_key_revoke(key=key, actor=self.scope.actor)
         return _deleted("organization.project.api_key", key_id)
+
+    @admin_op(
+        "retrieveProjectApiKeyRateLimits",
+        implied_operation_id="retrieveProjectApiKeyRateLimitsOfCallerOrganization",
+        responses={200: ApiKeyRateLimitOut},
+    )
+    @action(detail=True, methods=["get"], url_path="rate_limits")
+    def rate_limits(
+        self, request: Request, project_id: str, key_id: str, org_id: str | None = None
+    ) -> Response:
+        return Response(ApiKeyRateLimitOut(self._visible_key(key_id)).data)
+
+    @admin_op(
+        "updateProjectApiKeyRateLimits",
+        implied_operation_id="updateProjectApiKeyRateLimitsOfCallerOrganization",
+        request=RateLimitUpdateIn,
+        responses={200: ApiKeyRateLimitOut},
+        description="Project or organization owners.",
+    )
+    @rate_limits.mapping.post
+    def rate_limits_update(
+        self, request: Request, project_id: str, key_id: str, org_id: str | None = None
+    ) -> Response:
+        key = self._visible_key(key_id)
+        self.project.require_manage()
+        data = parse(RateLimitUpdateIn, request.data)
+        key = services.api_key_limits_set(key=key, actor=self.scope.actor, **data)
+        return Response(ApiKeyRateLimitOut(key).data)
+
+    def _visible_key(self, key_id: str) -> ApiKey:
+        return selectors.api_key_get(
+            organization_id=self.project.project.organization_id,
+            key_types=PROJECT_KEY_TYPES,
+            project_id=self.project.project.pk,
+            public_id=key_id,
+            owner_user_id=self.project.key_owner_filter,
+        )
 
 
 # --- Members --------------------------------------------------------------------------------------
 
 
-class OrganizationUserCollection(AdminView):
+class OrganizationUserViewSet(AdminViewSet):
+    lookup_url_kwarg = "user_id"
+
     @admin_op(
         "listOrganizationUsers",
         implied_operation_id="listUsersOfCallerOrganization",
         responses={200: OrganizationUserListOut},
         parameters=PAGE_PARAMETERS,
     )
-    def get(self, request: Request, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_read()
-        members = selectors.organization_member_list(organization_id=scope.organization.pk)
-        return _page(request, members, lambda row: OrganizationUserOut(row).data, id_field="user_public_id")
+    def list(self, request: Request, org_id: str | None = None) -> Response:
+        self.scope.require_read()
+        members = selectors.organization_member_list(organization_id=self.scope.organization.pk)
+        return _page(request, members, OrganizationUserOut, id_field="user_public_id")
 
     @admin_op(
         "addOrganizationUser",
@@ -602,36 +656,39 @@ class OrganizationUserCollection(AdminView):
         request=OrganizationUserAddIn,
         responses={201: OrganizationUserOut},
     )
-    def post(self, request: Request, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
+    def create(self, request: Request, org_id: str | None = None) -> Response:
+        self.scope.require_owner()
         data = parse(OrganizationUserAddIn, request.data)
-        member = services.organization_member_add(organization=scope.organization, actor=scope.actor, **data)
+        member = services.organization_member_add(
+            organization=self.scope.organization, actor=self.scope.actor, **data
+        )
         return Response(OrganizationUserOut(member).data, status=201)
 
-
-class OrganizationUserDetail(AdminView):
     @admin_op(
         "retrieveOrganizationUser",
         implied_operation_id="retrieveUserOfCallerOrganization",
         responses={200: OrganizationUserOut},
     )
-    def get(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_read()
+    def retrieve(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
+        self.scope.require_read()
         member = selectors.organization_member_get(
-            organization_id=scope.organization.pk, user_public_id=user_id
+            organization_id=self.scope.organization.pk, user_public_id=user_id
         )
         return Response(OrganizationUserOut(member).data)
 
-    def _update(self, request: Request, user_id: str, org_id: str | None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
+    @admin_op(
+        "updateOrganizationUser",
+        implied_operation_id="updateUserOfCallerOrganization",
+        request=OrganizationUserUpdateIn,
+        responses={200: OrganizationUserOut},
+    )
+    def partial_update(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
+        self.scope.require_owner()
         member = selectors.organization_member_get(
-            organization_id=scope.organization.pk, user_public_id=user_id
+            organization_id=self.scope.organization.pk, user_public_id=user_id
         )
         data = parse(OrganizationUserUpdateIn, request.data)
-        member = services.organization_member_update(member=member, role=data["role"], actor=scope.actor)
+        member = services.organization_member_update(member=member, role=data["role"], actor=self.scope.actor)
         return Response(OrganizationUserOut(member).data)
 
     @admin_op(
@@ -640,17 +697,8 @@ class OrganizationUserDetail(AdminView):
         request=OrganizationUserUpdateIn,
         responses={200: OrganizationUserOut},
     )
-    def post(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
-        return self._update(request, user_id, org_id)
-
-    @admin_op(
-        "updateOrganizationUser",
-        implied_operation_id="updateUserOfCallerOrganization",
-        request=OrganizationUserUpdateIn,
-        responses={200: OrganizationUserOut},
-    )
-    def patch(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
-        return self._update(request, user_id, org_id)
+    def modify(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
+        return self.partial_update(request, user_id, org_id)
 
     @admin_op(
         "deleteOrganizationUser",
@@ -658,28 +706,28 @@ class OrganizationUserDetail(AdminView):
         responses={200: AdminObjectDeletedOut},
         description="Owners remove anyone; any member may remove themselves (leave).",
     )
-    def delete(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        if user_id != scope.principal.user_public_id or scope.role is None:
-            scope.require_owner()
+    def destroy(self, request: Request, user_id: str, org_id: str | None = None) -> Response:
+        if user_id != self.scope.principal.user_public_id or self.scope.role is None:
+            self.scope.require_owner()
         member = selectors.organization_member_get(
-            organization_id=scope.organization.pk, user_public_id=user_id
+            organization_id=self.scope.organization.pk, user_public_id=user_id
         )
-        services.organization_member_remove(member=member, actor=scope.actor)
+        services.organization_member_remove(member=member, actor=self.scope.actor)
         return _deleted("organization.user", user_id)
 
 
-class ProjectUserCollection(AdminView):
+class ProjectUserViewSet(AdminViewSet):
+    lookup_url_kwarg = "user_id"
+
     @admin_op(
         "listProjectUsers",
         implied_operation_id="listProjectUsersOfCallerOrganization",
         responses={200: ProjectUserListOut},
         parameters=PAGE_PARAMETERS,
     )
-    def get(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        members = selectors.project_member_list(project_id=access.project.pk)
-        return _page(request, members, lambda row: ProjectUserOut(row).data, id_field="user_public_id")
+    def list(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        members = selectors.project_member_list(project_id=self.project.project.pk)
+        return _page(request, members, ProjectUserOut, id_field="user_public_id")
 
     @admin_op(
         "addProjectUser",
@@ -687,31 +735,36 @@ class ProjectUserCollection(AdminView):
         request=ProjectUserAddIn,
         responses={201: ProjectUserOut},
     )
-    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        access.require_manage()
+    def create(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        self.project.require_manage()
         data = parse(ProjectUserAddIn, request.data)
-        member = services.project_member_add(project=access.project, actor=access.scope.actor, **data)
+        member = services.project_member_add(project=self.project.project, actor=self.scope.actor, **data)
         return Response(ProjectUserOut(member).data, status=201)
 
-
-class ProjectUserDetail(AdminView):
     @admin_op(
         "retrieveProjectUser",
         implied_operation_id="retrieveProjectUserOfCallerOrganization",
         responses={200: ProjectUserOut},
     )
-    def get(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        member = selectors.project_member_get(project_id=access.project.pk, user_public_id=user_id)
+    def retrieve(
+        self, request: Request, project_id: str, user_id: str, org_id: str | None = None
+    ) -> Response:
+        member = selectors.project_member_get(project_id=self.project.project.pk, user_public_id=user_id)
         return Response(ProjectUserOut(member).data)
 
-    def _update(self, request: Request, project_id: str, user_id: str, org_id: str | None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        access.require_manage()
-        member = selectors.project_member_get(project_id=access.project.pk, user_public_id=user_id)
+    @admin_op(
+        "updateProjectUser",
+        implied_operation_id="updateProjectUserOfCallerOrganization",
+        request=ProjectUserUpdateIn,
+        responses={200: ProjectUserOut},
+    )
+    def partial_update(
+        self, request: Request, project_id: str, user_id: str, org_id: str | None = None
+    ) -> Response:
+        self.project.require_manage()
+        member = selectors.project_member_get(project_id=self.project.project.pk, user_public_id=user_id)
         data = parse(ProjectUserUpdateIn, request.data)
-        member = services.project_member_update(member=member, role=data["role"], actor=access.scope.actor)
+        member = services.project_member_update(member=member, role=data["role"], actor=self.scope.actor)
         return Response(ProjectUserOut(member).data)
 
     @admin_op(
@@ -720,46 +773,37 @@ class ProjectUserDetail(AdminView):
         request=ProjectUserUpdateIn,
         responses={200: ProjectUserOut},
     )
-    def post(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
-        return self._update(request, project_id, user_id, org_id)
-
-    @admin_op(
-        "updateProjectUser",
-        implied_operation_id="updateProjectUserOfCallerOrganization",
-        request=ProjectUserUpdateIn,
-        responses={200: ProjectUserOut},
-    )
-    def patch(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
-        return self._update(request, project_id, user_id, org_id)
+    def modify(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
+        return self.partial_update(request, project_id, user_id, org_id)
 
     @admin_op(
         "deleteProjectUser",
         implied_operation_id="deleteProjectUserOfCallerOrganization",
         responses={200: AdminObjectDeletedOut},
     )
-    def delete(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        if not (access.member and user_id == access.scope.principal.user_public_id):
-            access.require_manage()
-        member = selectors.project_member_get(project_id=access.project.pk, user_public_id=user_id)
-        services.project_member_remove(member=member, actor=access.scope.actor)
+    def destroy(self, request: Request, project_id: str, user_id: str, org_id: str | None = None) -> Response:
+        if not (self.project.member and user_id == self.scope.principal.user_public_id):
+            self.project.require_manage()
+        member = selectors.project_member_get(project_id=self.project.project.pk, user_public_id=user_id)
+        services.project_member_remove(member=member, actor=self.scope.actor)
         return _deleted("organization.project.user", user_id)
 
 
 # --- Service accounts -----------------------------------------------------------------------------
 
 
-class ServiceAccountCollection(AdminView):
+class ServiceAccountViewSet(AdminViewSet):
+    lookup_url_kwarg = "service_account_id"
+
     @admin_op(
         "listProjectServiceAccounts",
         implied_operation_id="listProjectServiceAccountsOfCallerOrganization",
         responses={200: ServiceAccountListOut},
         parameters=PAGE_PARAMETERS,
     )
-    def get(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        accounts = selectors.service_account_list(project_id=access.project.pk)
-        return _page(request, accounts, lambda row: ServiceAccountOut(row).data)
+    def list(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        accounts = selectors.service_account_list(project_id=self.project.project.pk)
+        return _page(request, accounts, ServiceAccountOut)
 
     @admin_op(
         "createProjectServiceAccount",
@@ -767,39 +811,28 @@ class ServiceAccountCollection(AdminView):
         request=ServiceAccountCreateIn,
         responses={201: ServiceAccountCreatedOut},
     )
-    def post(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        access.require_manage()
-        if access.project.status != Project.Status.ACTIVE:
+    def create(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
+        self.project.require_manage()
+        if self.project.project.status != Project.Status.ACTIVE:
             raise InvalidRequest("An archived project cannot get new service accounts.", param="project_id")
         data = parse(ServiceAccountCreateIn, request.data)
         account, key, raw = services.service_account_create(
-            project=access.project, name=data["name"], actor=access.scope.actor
+            project=self.project.project, name=data["name"], actor=self.scope.actor
         )
-        body = {
-            **ServiceAccountOut(account).data,
-            "api_key": {
-                "object": "organization.project.service_account.api_key",
-                "id": key.public_id,
-                "name": key.name,
-                "value": raw,
-                "created_at": int(key.created_at.timestamp()),
-            },
-        }
-        return Response(body, status=201)
+        created = ServiceAccountCreatedOut(account, context={"api_key": key, "raw_key": raw})
+        return Response(created.data, status=201)
 
-
-class ServiceAccountDetail(AdminView):
     @admin_op(
         "retrieveProjectServiceAccount",
         implied_operation_id="retrieveProjectServiceAccountOfCallerOrganization",
         responses={200: ServiceAccountOut},
     )
-    def get(
+    def retrieve(
         self, request: Request, project_id: str, service_account_id: str, org_id: str | None = None
     ) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        account = selectors.service_account_get(project_id=access.project.pk, public_id=service_account_id)
+        account = selectors.service_account_get(
+            project_id=self.project.project.pk, public_id=service_account_id
+        )
         return Response(ServiceAccountOut(account).data)
 
     @admin_op(
@@ -807,31 +840,36 @@ class ServiceAccountDetail(AdminView):
         implied_operation_id="deleteProjectServiceAccountOfCallerOrganization",
         responses={200: AdminObjectDeletedOut},
     )
-    def delete(
+    def destroy(
         self, request: Request, project_id: str, service_account_id: str, org_id: str | None = None
     ) -> Response:
-        access = _project_scope(_scope(request, org_id), project_id)
-        access.require_manage()
-        account = selectors.service_account_get(project_id=access.project.pk, public_id=service_account_id)
-        services.service_account_delete(account=account, actor=access.scope.actor)
+        self.project.require_manage()
+        account = selectors.service_account_get(
+            project_id=self.project.project.pk, public_id=service_account_id
+        )
+        services.service_account_delete(account=account, actor=self.scope.actor)
         return _deleted("organization.project.service_account", service_account_id)
 
 
 # --- Invites ---------------------------------------------------------------------------------------
 
 
-class InviteCollection(AdminView):
+class InviteViewSet(AdminViewSet):
+    lookup_url_kwarg = "invite_id"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if hasattr(self, "scope"):
+            self.scope.require_owner()  # invites carry e-mails and roles not yet accepted: owners' business
+
     @admin_op(
         "listInvites",
         implied_operation_id="listInvitesOfCallerOrganization",
         responses={200: InviteListOut},
         parameters=PAGE_PARAMETERS,
     )
-    def get(self, request: Request, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()  # invites carry e-mails and roles not yet accepted: owners' business
-        invites = selectors.invite_list(organization_id=scope.organization.pk)
-        return _page(request, invites, lambda row: InviteOut(row).data)
+    def list(self, request: Request, org_id: str | None = None) -> Response:
+        return _page(request, selectors.invite_list(organization_id=self.scope.organization.pk), InviteOut)
 
     @admin_op(
         "createInvite",
@@ -839,61 +877,55 @@ class InviteCollection(AdminView):
         request=InviteCreateIn,
         responses={201: InviteOut},
     )
-    def post(self, request: Request, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
+    def create(self, request: Request, org_id: str | None = None) -> Response:
         data = parse(InviteCreateIn, request.data)
-        invite = services.invite_create(organization=scope.organization, actor=scope.actor, **data)
+        invite = services.invite_create(organization=self.scope.organization, actor=self.scope.actor, **data)
         return Response(InviteOut(invite).data, status=201)
 
-
-class InviteDetail(AdminView):
     @admin_op(
         "retrieveInvite",
         implied_operation_id="retrieveInviteOfCallerOrganization",
         responses={200: InviteOut},
     )
-    def get(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
-        return Response(
-            InviteOut(selectors.invite_get(organization_id=scope.organization.pk, public_id=invite_id)).data
-        )
+    def retrieve(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
+        return Response(InviteOut(self._invite(invite_id)).data)
 
     @admin_op(
         "deleteInvite",
         implied_operation_id="deleteInviteOfCallerOrganization",
         responses={200: AdminObjectDeletedOut},
     )
-    def delete(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
-        invite = selectors.invite_get(organization_id=scope.organization.pk, public_id=invite_id)
-        services.invite_delete(invite=invite, actor=scope.actor)
+    def destroy(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
+        services.invite_delete(invite=self._invite(invite_id), actor=self.scope.actor)
         return _deleted("organization.invite", invite_id)
 
-
-class InviteResend(AdminView):
     @admin_op(
         "resendInvite",
         implied_operation_id="resendInviteOfCallerOrganization",
         request=None,
         responses={200: InviteOut},
     )
-    def post(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
-        invite = selectors.invite_get(organization_id=scope.organization.pk, public_id=invite_id)
-        return Response(InviteOut(services.invite_resend(invite=invite, actor=scope.actor)).data)
+    @action(detail=True, methods=["post"])
+    def resend(self, request: Request, invite_id: str, org_id: str | None = None) -> Response:
+        invite = services.invite_resend(invite=self._invite(invite_id), actor=self.scope.actor)
+        return Response(InviteOut(invite).data)
+
+    def _invite(self, invite_id: str) -> Invite:
+        return selectors.invite_get(organization_id=self.scope.organization.pk, public_id=invite_id)
 
 
-class InviteVerification(APIView):
-    """No credential: the code from the e-mail is the proof."""
-
+class InviteVerificationViewSet(ViewSet):
+    # No credential: the code from the e-mail is the proof.
     authentication_classes: list[Any] = []
 
-    @admin_op("verifyInvite", request=InviteVerificationIn, responses={200: InviteOut}, auth=[])
-    def post(self, request: Request) -> Response:
+    @admin_op(
+        "verifyInvite",
+        request=InviteVerificationIn,
+        responses={200: InviteOut},
+        auth=[],
+        description="No credential: the code from the e-mail is the proof.",
+    )
+    def create(self, request: Request) -> Response:
         data = parse(InviteVerificationIn, request.data)
         return Response(InviteOut(services.invite_accept(code=data["code"])).data)
 
@@ -926,7 +958,7 @@ def _time_param(request: Request, op: str) -> int | None:
     return value
 
 
-class AuditLogCollection(AdminView):
+class AuditLogViewSet(AdminViewSet):
     @admin_op(
         "listAuditLogs",
         implied_operation_id="listAuditLogsOfCallerOrganization",
@@ -941,14 +973,13 @@ class AuditLogCollection(AdminView):
         ],
         description="Organization owners only.",
     )
-    def get(self, request: Request, org_id: str | None = None) -> Response:
-        scope = _scope(request, org_id)
-        scope.require_owner()
+    def list(self, request: Request, org_id: str | None = None) -> Response:
+        self.scope.require_owner()
         bounds = {op: _time_param(request, op) for op in _TIME_FILTERS}
         since = bounds["gte"] if bounds["gt"] is None else min(bounds["gt"] + 1, _LATEST_TIMESTAMP)
         before = bounds["lt"] if bounds["lte"] is None else min(bounds["lte"] + 1, _LATEST_TIMESTAMP)
         entries = selectors.audit_log_list(
-            organization_id=scope.organization.pk,
+            organization_id=self.scope.organization.pk,
             actions=_list_param(request, "event_types"),
             actor_ids=_list_param(request, "actor_ids"),
             resource_ids=_list_param(request, "resource_ids"),
@@ -956,4 +987,4 @@ class AuditLogCollection(AdminView):
             since=datetime.fromtimestamp(since, tz=UTC) if since is not None else None,
             before=datetime.fromtimestamp(before, tz=UTC) if before is not None else None,
         )
-        return _page(request, entries, lambda row: AuditLogOut(row).data)
+        return _page(request, entries, AuditLogOut)

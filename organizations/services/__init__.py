@@ -57,15 +57,12 @@ from organizations.services.members import (
     project_member_update,
 )
 from organizations.services.organizations import (
-    api_key_issue,
     api_key_revoke,
     api_keys_revoke_all,
     organization_delete,
-    organization_register,
     organization_update,
 )
 from organizations.services.projects import (
-    project_add,
     project_archive,
     project_delete,
     project_update,
@@ -80,7 +77,6 @@ from organizations.services.service_accounts import service_account_create, serv
 __all__ += [
     "SYSTEM",
     "Actor",
-    "api_key_issue",
     "api_key_limits_set",
     "api_key_revoke",
     "api_keys_revoke_all",
@@ -96,9 +92,7 @@ __all__ += [
     "organization_member_keys_resync",
     "organization_member_remove",
     "organization_member_update",
-    "organization_register",
     "organization_update",
-    "project_add",
     "project_archive",
     "project_delete",
     "project_member_add",

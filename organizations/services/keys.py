@@ -16,6 +16,7 @@ from gateway.errors import InvalidRequest
 from gateway.ids import random_token_alnum
 from organizations import keycache
 from organizations.models import ApiKey, Organization, Project, ServiceAccount
+from organizations.services.audit import Actor, audit_changes, audit_record
 
 KEY_RANDOM_LENGTH = 48
 EPHEMERAL_MAX_SECONDS = 3600
@@ -63,8 +64,16 @@ def api_key_create(
     service_account: ServiceAccount | None = None,
     expires_in: int | None = None,
     expires_at: datetime | None = None,
+    actor: Actor | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns (row, raw key). The raw key exists only in this return value."""
+    """Create a key; returns (row, raw key). The raw key exists only in this return value, and is
+    never recorded.
+
+    With an `actor` (the administration API, a new service account) the key is recorded in the
+    audit log and an archived project is refused. Without one (the tenancy bootstrap, operator
+    commands, the admin site) neither happens, as before these were one service."""
+    if actor is not None and project is not None and project.status != Project.Status.ACTIVE:
+        raise InvalidRequest("An archived project cannot get new keys.", param="project_id")
     if key_type not in ApiKey.Type.values:
         raise InvalidRequest(f"Unknown key type '{key_type}'.", param="type")
     expiry = api_key_expiry(key_type=key_type, expires_in=expires_in, expires_at=expires_at)
@@ -81,6 +90,24 @@ def api_key_create(
         service_account=service_account,
         expires_at=expiry,
     )
+    if actor is not None:
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="api_key.created",
+            target_type="api_key",
+            target_id=key.public_id,
+            project_id=project.public_id if project else "",
+            changes=audit_changes(
+                {},
+                {
+                    "name": key.name,
+                    "type": key.key_type,
+                    "redacted_value": key.redacted_value,
+                    "expires_at": key.expires_at,
+                },
+            ),
+        )
     return key, raw_key
 
 

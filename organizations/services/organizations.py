@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import partial
 
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import User
 from gateway.errors import InvalidRequest
 from organizations import keycache
-from organizations.models import ApiKey, Organization, Project, ServiceAccount
+from organizations.models import ApiKey, Organization
 from organizations.services.audit import Actor, audit_changes, audit_record
-from organizations.services.keys import api_key_create, api_key_delete, api_keys_invalidate
-from organizations.services.tenancy import organization_create
-
-
-@transaction.atomic
-def organization_register(*, owner: User, name: str, description: str, actor: Actor) -> Organization:
-    """A new organization owned by `owner` (any user may create one)."""
-    organization = organization_create(owner=owner, name=name, description=description)
-    audit_record(
-        organization=organization,
-        actor=actor,
-        action="organization.created",
-        target_type="organization",
-        target_id=organization.public_id,
-        changes=audit_changes({}, {"name": name, "description": description}),
-    )
-    return organization
+from organizations.services.keys import api_key_delete, api_keys_invalidate
 
 
 @transaction.atomic
@@ -76,54 +58,6 @@ def organization_delete(*, organization: Organization, actor: Actor) -> Organiza
         changes=audit_changes({"deleted_at": None}, {"deleted_at": organization.deleted_at}),
     )
     return organization
-
-
-@transaction.atomic
-def api_key_issue(
-    *,
-    organization: Organization,
-    actor: Actor,
-    key_type: str,
-    name: str = "",
-    description: str = "",
-    project: Project | None = None,
-    owner_user_id: int | None = None,
-    service_account: ServiceAccount | None = None,
-    expires_in: int | None = None,
-    expires_at: datetime | None = None,
-) -> tuple[ApiKey, str]:
-    """api_key_create plus the audit entry. Returns (row, raw key); the raw key is never recorded."""
-    if project is not None and project.status != Project.Status.ACTIVE:
-        raise InvalidRequest("An archived project cannot get new keys.", param="project_id")
-    key, raw = api_key_create(
-        organization=organization,
-        key_type=key_type,
-        name=name,
-        description=description,
-        project=project,
-        owner_user_id=owner_user_id,
-        service_account=service_account,
-        expires_in=expires_in,
-        expires_at=expires_at,
-    )
-    audit_record(
-        organization=organization,
-        actor=actor,
-        action="api_key.created",
-        target_type="api_key",
-        target_id=key.public_id,
-        project_id=project.public_id if project else "",
-        changes=audit_changes(
-            {},
-            {
-                "name": key.name,
-                "type": key.key_type,
-                "redacted_value": key.redacted_value,
-                "expires_at": key.expires_at,
-            },
-        ),
-    )
-    return key, raw
 
 
 @transaction.atomic

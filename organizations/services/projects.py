@@ -5,10 +5,9 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from organizations.models import Organization, Project
+from organizations.models import Project
 from organizations.services.audit import Actor, audit_changes, audit_record
 from organizations.services.keys import api_keys_invalidate
-from organizations.services.tenancy import project_create
 
 
 def _record(project: Project, actor: Actor, action: str, changes: dict[str, dict[str, object]]) -> None:
@@ -21,13 +20,6 @@ def _record(project: Project, actor: Actor, action: str, changes: dict[str, dict
         project_id=project.public_id,
         changes=changes,
     )
-
-
-@transaction.atomic
-def project_add(*, organization: Organization, name: str, actor: Actor) -> Project:
-    project = project_create(organization=organization, name=name)
-    _record(project, actor, "project.created", audit_changes({}, {"name": name}))
-    return project
 
 
 @transaction.atomic

@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from organizations.models import ApiKey, Project, ServiceAccount
 from organizations.services.audit import Actor, audit_changes, audit_record
-from organizations.services.organizations import api_key_issue, api_keys_revoke_all
+from organizations.services.keys import api_key_create
+from organizations.services.organizations import api_keys_revoke_all
 
 
 @transaction.atomic
@@ -25,7 +26,7 @@ def service_account_create(
         project_id=project.public_id,
         changes=audit_changes({}, {"name": name, "role": account.role}),
     )
-    key, raw = api_key_issue(
+    key, raw = api_key_create(
         organization=project.organization,
         actor=actor,
         key_type=ApiKey.Type.SERVICE,

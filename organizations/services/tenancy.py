@@ -7,6 +7,7 @@ from django.db import transaction
 
 from accounts.models import User
 from organizations.models import Organization, OrganizationMember, Project, ProjectMember
+from organizations.services.audit import Actor, audit_changes, audit_record
 
 DEFAULT_ORGANIZATION_NAME = "Default Organization"
 DEFAULT_PROJECT_NAME = "Default Project"
@@ -30,19 +31,46 @@ def organization_member_set(*, organization: Organization, user: User, role: str
 
 
 @transaction.atomic
-def organization_create(*, owner: User, name: str, description: str = "") -> Organization:
+def organization_create(
+    *, owner: User, name: str, description: str = "", actor: Actor | None = None
+) -> Organization:
+    """A new organization owned by `owner` (any user may create one through the API). With an
+    `actor` the creation is recorded in the new organization's audit log."""
     organization = Organization.objects.create(name=name, description=description)
     OrganizationMember.objects.create(
         organization=organization, user=owner, role=OrganizationMember.Role.OWNER
     )
+    if actor is not None:
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="organization.created",
+            target_type="organization",
+            target_id=organization.public_id,
+            changes=audit_changes({}, {"name": name, "description": description}),
+        )
     return organization
 
 
 @transaction.atomic
-def project_create(*, organization: Organization, name: str, owner: User | None = None) -> Project:
+def project_create(
+    *, organization: Organization, name: str, owner: User | None = None, actor: Actor | None = None
+) -> Project:
+    """With an `actor` (the administration API) the creation is recorded in the audit log; the
+    bootstrap's Default Projects are not."""
     project = Project.objects.create(organization=organization, name=name)
     if owner is not None:
         ProjectMember.objects.create(project=project, user=owner, role=ProjectMember.Role.OWNER)
+    if actor is not None:
+        audit_record(
+            organization=organization,
+            actor=actor,
+            action="project.created",
+            target_type="project",
+            target_id=project.public_id,
+            project_id=project.public_id,
+            changes=audit_changes({}, {"name": name}),
+        )
     return project
 
 
