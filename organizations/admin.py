@@ -215,7 +215,8 @@ class ServiceAccountAdmin(admin.ModelAdmin[ServiceAccount]):
 
 
 class ApiKeyAddForm(forms.ModelForm[ApiKey]):
-    """The checks the API makes before creating a key, as form errors instead of database errors."""
+    """The checks the API makes before creating a key, as form errors instead of database errors.
+    Keys made here are audited with the staff user as the actor."""
 
     expires_in = forms.IntegerField(
         required=False, min_value=1, help_text="Seconds from now (an ephemeral key needs at most 3600)."
@@ -243,6 +244,8 @@ class ApiKeyAddForm(forms.ModelForm[ApiKey]):
             self.add_error("project", f"A {key_type} key belongs to one project.")
         if not project_scoped and project is not None:
             self.add_error("project", f"A {key_type} key belongs to the organization, not a project.")
+        if project is not None and project.status != Project.Status.ACTIVE:
+            self.add_error("project", "An archived project cannot get new keys.")
         if project is not None and organization is not None and project.organization_id != organization.pk:
             self.add_error("project", "The project is not in this organization.")
         if key_type == ApiKey.Type.SERVICE:
@@ -334,6 +337,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
                 owner_user_id=data["owner_user"].pk if data.get("owner_user") else None,
                 service_account=data.get("service_account"),
                 expires_at=data.get("expires_at"),
+                actor=_admin_actor(request),
             )
             # The admin goes on with `obj` (log entry, redirect): make it the created row.
             obj.__dict__.update({k: v for k, v in key.__dict__.items() if not k.startswith("_")})

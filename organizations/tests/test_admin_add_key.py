@@ -115,3 +115,25 @@ def test_add_key_refuses_a_project_of_another_organization(staff_client: Client)
     )
     assert "project" in response.context["adminform"].form.errors
     assert not ApiKey.objects.filter(name="bad").exists()
+
+
+def test_add_key_is_audited_and_refused_for_an_archived_project(staff_client: Client) -> None:
+    from organizations.models import AuditLogEntry, Project
+
+    project = make_project()
+    owner = org_owner(project.organization)
+    data = {
+        "name": "audited",
+        "key_type": "project",
+        "organization": project.organization_id,
+        "project": project.pk,
+        "owner_user": owner.pk,
+    }
+    audited_before = AuditLogEntry.objects.filter(organization=project.organization).count()
+    assert staff_client.post(ADD_URL, data).status_code == 200
+    assert AuditLogEntry.objects.filter(organization=project.organization).count() == audited_before + 1
+
+    Project.objects.filter(pk=project.pk).update(status=Project.Status.ARCHIVED)
+    response = staff_client.post(ADD_URL, {**data, "name": "archived"})
+    assert "project" in response.context["adminform"].form.errors
+    assert not ApiKey.objects.filter(name="archived").exists()
