@@ -281,7 +281,7 @@ SERPER_BASE_URL = env.str("SERPER_BASE_URL", default="https://google.serper.dev"
 SERPER_SCRAPE_URL = env.str("SERPER_SCRAPE_URL", default="https://scrape.serper.dev")
 SERPER_TIMEOUT_SECONDS = env.float("SERPER_TIMEOUT_SECONDS", default=15.0)
 
-# --- Web page fetch (mcp_server.web: the MCP fetch_webpage tool, Responses web tools) -------
+# --- Web page fetch (webtools.tools: the MCP fetch_webpage tool, Responses web tools) --------
 # "direct": our own fetch behind the SSRF guard; "serper": Serper's scrape endpoint.
 WEB_FETCH_BACKEND = env.str("WEB_FETCH_BACKEND", default="direct")
 WEB_FETCH_TIMEOUT_SECONDS = env.float("WEB_FETCH_TIMEOUT_SECONDS", default=20.0)

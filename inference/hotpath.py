@@ -24,10 +24,13 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from accounts.auth import AsgiHeaders, Headers, aprincipal_from_headers
 from gateway import context, errors
 from gateway.middleware import log_request, request_id_from
+from gateway.parsers import too_large
 from inference import chat
 from inference.registry import registry
 from inference.selectors import Route
@@ -58,6 +61,19 @@ class Reply:
     @classmethod
     def error(cls, err: errors.GatewayError) -> Reply:
         return cls(status=err.status, body=orjson.dumps(err.body()), headers=dict(err.headers))
+
+    def as_django(self) -> HttpResponseBase:
+        """The same answer as a Django response, for the views that serve these handlers."""
+        response: HttpResponseBase
+        if self.stream is not None:
+            response = StreamingHttpResponse(
+                self.stream, status=self.status, content_type="text/event-stream"
+            )
+        else:
+            response = HttpResponse(self.body, status=self.status, content_type="application/json")
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
 
 
 # --- The handlers (shared with the Django views) ----------------------------------------------
@@ -200,9 +216,7 @@ class HotPath:
             try:
                 raw = await _read_body(receive, settings.CHAT_MAX_BODY_BYTES)
             except _BodyTooLarge:
-                too_large = errors.InvalidRequest("The request body is too large.", code="request_too_large")
-                too_large.status = 413
-                await self._send(send, Reply.error(too_large), request_id, state)
+                await self._send(send, Reply.error(too_large()), request_id, state)
                 return
             except asyncio.CancelledError:
                 state["status"] = 499

@@ -13,24 +13,6 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_server.tests.live import GatewayProcess
 from tests.fakes.serper import FakeSerper, StaticSite
 
-
-@pytest.fixture
-def fake_serper(settings) -> Iterator[FakeSerper]:  # type: ignore[no-untyped-def]
-    fake = FakeSerper().start()
-    settings.SERPER_API_KEY = fake.api_key
-    settings.SERPER_BASE_URL = fake.base_url
-    settings.SERPER_SCRAPE_URL = fake.scrape_url
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def site() -> Iterator[StaticSite]:
-    static = StaticSite().start()
-    yield static
-    static.stop()
-
-
 # --- The live gateway (a uvicorn subprocess with two workers) -----------------------------
 
 

@@ -102,16 +102,6 @@ def searching_upstream() -> Iterator[SearchingUpstream]:
     upstream.stop()
 
 
-@pytest.fixture
-def fake_serper(settings) -> Iterator[FakeSerper]:  # type: ignore[no-untyped-def]
-    fake = FakeSerper().start()
-    settings.SERPER_API_KEY = fake.api_key
-    settings.SERPER_BASE_URL = fake.base_url
-    settings.SERPER_SCRAPE_URL = fake.scrape_url
-    yield fake
-    fake.stop()
-
-
 def _chat_bodies(upstream: FakeUpstream) -> list[dict[str, Any]]:
     return [r["body"] for r in upstream.requests if r["path"] == "/v1/chat/completions"]
 
