@@ -55,12 +55,6 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def too_large() -> errors.InvalidRequest:
-    too_large = errors.InvalidRequest("The request body is too large.", code="request_too_large")
-    too_large.status = 413
-    return too_large
-
-
 def request_body(request: HttpRequest, *, limit: int) -> bytes:
     """A streaming view's raw body, at most `limit` bytes (413 beyond).
 
@@ -71,5 +65,5 @@ def request_body(request: HttpRequest, *, limit: int) -> bytes:
     """
     length = request.META.get("CONTENT_LENGTH") or "0"
     if length.isdigit() and int(length) > limit:
-        raise too_large()
+        raise errors.RequestTooLarge("The request body is too large.")
     return request.read()

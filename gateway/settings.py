@@ -603,6 +603,11 @@ RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", def
 HOST = env.str("HOST", default="0.0.0.0" if IS_PROD else "127.0.0.1")  # noqa: S104 -- prod runs in a container
 PORT = env.int("PORT", default=8080)
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
+# Which ASGI server `python -m gateway.server` runs: uvicorn (the default, faster; see the README's
+# "The web server") or daphne (one process, no lifespan, none of the SERVER_* guards below).
+SERVER = env.str("SERVER", default="uvicorn")
+if SERVER not in ("uvicorn", "daphne"):
+    raise ImproperlyConfigured(f"SERVER must be uvicorn or daphne, not {SERVER!r}.")
 # A client must send its whole request head within this long (slowloris: one byte every few
 # seconds would otherwise hold a connection, and the worker's slot, forever).
 SERVER_HEADER_TIMEOUT_SECONDS = env.float("SERVER_HEADER_TIMEOUT_SECONDS", default=10.0)

@@ -30,7 +30,6 @@ from django.http.response import HttpResponseBase
 from accounts.auth import AsgiHeaders, Headers, aprincipal_from_headers
 from gateway import context, errors
 from gateway.middleware import log_request, request_id_from
-from gateway.parsers import too_large
 from inference import chat
 from inference.registry import registry
 from inference.selectors import Route
@@ -216,7 +215,8 @@ class HotPath:
             try:
                 raw = await _read_body(receive, settings.CHAT_MAX_BODY_BYTES)
             except _BodyTooLarge:
-                await self._send(send, Reply.error(too_large()), request_id, state)
+                too_large = errors.RequestTooLarge("The request body is too large.")
+                await self._send(send, Reply.error(too_large), request_id, state)
                 return
             except asyncio.CancelledError:
                 state["status"] = 499

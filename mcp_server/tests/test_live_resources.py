@@ -19,9 +19,9 @@ from accounts.auth import Principal, principal_from_headers
 from conversations import services as conversation_services
 from conversations.models import Conversation
 from gateway.background import run_sync
-from mcp_server.tests.conftest import mcp_client
-from mcp_server.tests.live import GatewayProcess
 from organizations.tests.factories import make_api_key
+from tests.live_server import GatewayProcess
+from tests.mcp_client import mcp_client
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

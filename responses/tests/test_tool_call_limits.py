@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from inference.tests.conftest import register
 from responses.tests.test_web_search import SearchingUpstream
 from tests.fakes.serper import FakeSerper
+from tests.fixtures import register
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,10 +9,10 @@ import openai
 import orjson
 import pytest
 
-from inference.tests.conftest import register
 from inference.tests.fake_upstream import FakeUpstream, _chunk, _usage
 from responses.tests.helpers import stream_events
 from tests.fakes.serper import FakeSerper, StaticSite
+from tests.fixtures import register
 from tests.live_server import LiveGateway
 from tests.openai_spec import assert_valid
 
