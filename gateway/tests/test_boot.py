@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.live_server import free_port
+from tests.live_server import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,8 @@ def test_log_line_has_request_id_and_no_secrets(embedded_gateway: tuple[str, Pat
     )
     assert response.status_code == 405
     assert response.headers["X-Request-ID"] == "boot-test-request-1"
-    time.sleep(0.3)
+    # The server writes the access line after answering: wait for it rather than for a while.
+    assert wait_until(lambda: "boot-test-request-1" in log_path.read_text(), 10)
     text = log_path.read_text()
     for secret in secrets.values():
         assert secret not in text
