@@ -26,10 +26,18 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
-import pytest
 import uvicorn
+
+
+def _skip(reason: str) -> NoReturn:
+    # pytest is imported here, not at the top: the fakes that import free_port also run outside
+    # the test suite (the compatibility matrix), where only the runtime packages are installed.
+    import pytest
+
+    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -54,7 +62,7 @@ def shared_database_url() -> str:
     from django.db import connection
 
     if connection.vendor != "postgresql":
-        pytest.skip("a process shares the test database only on PostgreSQL (DATABASE_URL)")
+        _skip("a process shares the test database only on PostgreSQL (DATABASE_URL)")
     db = connection.settings_dict
     user = db.get("USER") or "postgres"
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
@@ -123,7 +131,7 @@ class GatewayProcess:
         from django.conf import settings
 
         if needs_redis and not settings.REDIS_URL:
-            pytest.skip("shared between processes through Redis; without REDIS_URL it is per process")
+            _skip("shared between processes through Redis; without REDIS_URL it is per process")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -221,7 +229,7 @@ class CeleryWorkers:
 
         redis = sync_client()
         if redis is None:
-            pytest.skip("Celery worker processes need Redis (REDIS_URL) as the broker they share")
+            _skip("Celery worker processes need Redis (REDIS_URL) as the broker they share")
         env = _child_env(
             database=True,
             extra={
