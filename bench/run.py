@@ -29,7 +29,6 @@ import re
 import resource
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,10 @@ from urllib.parse import urlsplit
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.live_server import free_port  # noqa: E402 -- the repository root is on the path just above
+
 RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -57,12 +60,6 @@ MODES = ("non_stream", "stream")
 
 
 # --- processes and /proc --------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_call(
