@@ -66,6 +66,11 @@ def test_the_tree_keeps_the_contract(tmp_path: Path) -> None:
             ("webtools", "leak", "from mcp_server import resources\n"),
             "webtools is not allowed to import mcp_server",
         ),
+        # The tenancy pair shares models, selectors and services, not sign-in flows.
+        (
+            ("organizations", "leak", "from accounts import google\n"),
+            "organizations is not allowed to import accounts.google",
+        ),
         # No app imports another app's views, even from a higher layer.
         (
             ("conversations", "leak", "from inference.views_chat import chat_completions\n"),
