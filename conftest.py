@@ -8,6 +8,9 @@ from collections.abc import Iterator
 import pytest
 from django.core.cache import cache
 
+# Fixtures more than one app's tests use live in plugins, not in another app's conftest.
+pytest_plugins = ["tests.fixtures"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every database test may read from the replicas, as the application does: a read-replica

@@ -29,7 +29,6 @@ import re
 import resource
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,10 @@ from urllib.parse import urlsplit
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.live_server import free_port  # noqa: E402 -- the repository root is on the path just above
+
 RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -57,12 +60,6 @@ MODES = ("non_stream", "stream")
 
 
 # --- processes and /proc --------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_call(
@@ -656,6 +653,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated levels (default 1,16,64)")
     parser.add_argument("--repeats", type=int, default=1, help="runs per point and target; medians reported")
     parser.add_argument("--workers", type=int, default=2, help="gateway uvicorn workers (default 2)")
+    parser.add_argument(
+        "--server",
+        choices=("uvicorn", "daphne"),
+        help="start the gateway with `python -m gateway.server` and this SERVER (daphne: one process)",
+    )
     parser.add_argument("--model", default="bench-model")
     parser.add_argument(
         "--chunk-delay-ms", type=float, default=0.0, help="fake upstream pacing between content chunks"
@@ -739,7 +741,9 @@ def main() -> None:
             # Register JAN_INFERENCE_MODEL_URL and poll it now (beat would, after an interval).
             subprocess.run([PY, "manage.py", "checkproviders"], cwd=ROOT, env=env, check=True)
             port = free_port()
-            gateway = start(
+            server_env = dict(env, SERVER=args.server or "", HOST="127.0.0.1", PORT=str(port))
+            server_env["WEB_CONCURRENCY"] = str(args.workers)
+            gateway = start([PY, "-m", "gateway.server"], "gateway.log", server_env) if args.server else start(
                 [
                     str(Path(PY).parent / "uvicorn"),
                     "gateway.asgi:application",

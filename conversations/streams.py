@@ -32,8 +32,8 @@ from conversations import selectors, services
 from conversations.turns import Reply, Turn
 from gateway import errors
 from gateway.background import fire_and_forget, run_sync
+from gateway.parsers import json_object, request_body
 from inference import chat, hotpath
-from inference.views_chat import django_response
 
 logger = logging.getLogger(__name__)
 
@@ -45,34 +45,12 @@ def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-async def _read_json(request: HttpRequest) -> dict[str, Any]:
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) > settings.CHAT_MAX_BODY_BYTES:
-        err = errors.InvalidRequest("The request body is too large.", code="request_too_large")
-        err.status = 413
-        raise err
-    # request.read(), not request.body: chat bodies (images, long histories) outgrow Django's
-    # 2.5 MB DATA_UPLOAD_MAX_MEMORY_SIZE; the limit that applies is CHAT_MAX_BODY_BYTES, as on
-    # /v1/chat/completions. Django has already received the whole body (in memory, or spooled to
-    # a local file when large), so this is a local read, not a wait on the client.
-    raw = request.read()
-    try:
-        body = orjson.loads(raw or b"null")
-    except orjson.JSONDecodeError:
-        raise errors.InvalidRequest(
-            "We could not parse the JSON body of your request.", code="invalid_json"
-        ) from None
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest("The request body must be a JSON object.", code="invalid_json")
-    return body
-
-
 async def _serve(
     request: HttpRequest, prepare: Callable[[Principal, dict[str, Any]], Turn]
 ) -> HttpResponseBase:
     try:
         principal = await aprincipal_from_request(request)
-        body = await _read_json(request)
+        body = json_object(request_body(request, limit=settings.CHAT_MAX_BODY_BYTES))
         turn = await run_sync(prepare, principal, body)
         chat.validate_chat_body(turn.body)
         if turn.body.get("stream"):
@@ -173,4 +151,4 @@ def _prepare_chat(principal: Principal, body: dict[str, Any]) -> Turn:
 @require_GET
 async def conv_models(request: HttpRequest) -> HttpResponseBase:
     """`/v1/models`, answered by the same handler."""
-    return django_response(await hotpath.models_list(request.headers))
+    return (await hotpath.models_list(request.headers)).as_django()

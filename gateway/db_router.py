@@ -489,15 +489,14 @@ def record_write(extra_scopes: Iterable[str] = ()) -> None:
 def _row_scopes(instance: Any) -> set[str]:
     """The principals a saved row names: a new user, key or organization, or a row that belongs
     to one (a membership, a refresh token), so their first requests see it."""
-    from accounts.models import User
-    from organizations.models import ApiKey, Organization
-
+    # By model label: the gateway sits below the apps and imports none of them.
     scopes = set()
-    if isinstance(instance, User):
+    label = instance._meta.label_lower
+    if label == settings.AUTH_USER_MODEL.lower():
         scopes |= _scopes(user_id=instance.pk)
-    elif isinstance(instance, Organization):
+    elif label == "organizations.organization":
         scopes |= _scopes(organization_id=instance.pk)
-    elif isinstance(instance, ApiKey):
+    elif label == "organizations.apikey":
         scopes |= _scopes(api_key_id=instance.pk)
     for field, kind in (
         ("organization_id", "organization_id"),

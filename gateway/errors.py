@@ -121,9 +121,7 @@ def from_exception(exc: BaseException) -> GatewayError | None:
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, RequestDataTooBig):  # over DATA_UPLOAD_MAX_MEMORY_SIZE
-        too_large = InvalidRequest("The request body is too large.", code="request_too_large")
-        too_large.status = 413
-        return too_large
+        return RequestTooLarge("The request body is too large.")
     if isinstance(exc, drf.ValidationError):
         param, message = _first_problem(exc.detail)
         return InvalidRequest(message, param=param)

@@ -12,8 +12,11 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 import orjson
+from django.http import HttpRequest
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
+
+from gateway import errors
 
 
 class BoundedJSONParser(JSONParser):
@@ -29,3 +32,38 @@ class BoundedJSONParser(JSONParser):
             return orjson.loads(stream.read())
         except orjson.JSONDecodeError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+
+
+# --- Bodies read outside DRF (the hot path and the streaming views) -----------------------------
+
+
+def json_value(raw: bytes) -> Any:
+    """The decoded body, or the 400 `invalid_json` envelope; an empty body reads as null."""
+    try:
+        return orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError:
+        raise errors.InvalidRequest(
+            "We could not parse the JSON body of your request.", code="invalid_json"
+        ) from None
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """`json_value`, refusing anything but a JSON object."""
+    body = json_value(raw)
+    if not isinstance(body, dict):
+        raise errors.InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def request_body(request: HttpRequest, *, limit: int) -> bytes:
+    """A streaming view's raw body, at most `limit` bytes (413 beyond).
+
+    request.read(), not request.body: chat and response bodies (images, long histories) outgrow
+    Django's 2.5 MB DATA_UPLOAD_MAX_MEMORY_SIZE, and the limit that applies is the caller's, as on
+    the hot path. Django has already received the whole body (in memory, or spooled to a local
+    file when large), so this is a local read, not a wait on the client.
+    """
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > limit:
+        raise errors.RequestTooLarge("The request body is too large.")
+    return request.read()

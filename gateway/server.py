@@ -265,7 +265,24 @@ def build_config() -> uvicorn.Config:
     )
 
 
+def run_daphne() -> int:
+    """daphne instead of uvicorn (SERVER=daphne): one process on Twisted, for deployments that
+    standardise on it. It has no ASGI lifespan (the router starts its mounts on the first request,
+    and the usage rows still buffered at shutdown are lost), no worker processes (run more
+    replicas instead of WEB_CONCURRENCY) and none of the guards of GuardedHttpToolsProtocol above;
+    the README's "The web server" has the figures against uvicorn."""
+    from daphne.cli import CommandLineInterface
+
+    # Verbosity 0: warnings only and no access log; the application logs each request itself.
+    CommandLineInterface().run(
+        ["--bind", settings.HOST, "--port", str(settings.PORT), "--verbosity", "0", APPLICATION]
+    )
+    return 0
+
+
 def main() -> int:
+    if settings.SERVER == "daphne":
+        return run_daphne()
     config = build_config()
     server = uvicorn.Server(config)
     if config.workers > 1:

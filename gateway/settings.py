@@ -281,7 +281,7 @@ SERPER_BASE_URL = env.str("SERPER_BASE_URL", default="https://google.serper.dev"
 SERPER_SCRAPE_URL = env.str("SERPER_SCRAPE_URL", default="https://scrape.serper.dev")
 SERPER_TIMEOUT_SECONDS = env.float("SERPER_TIMEOUT_SECONDS", default=15.0)
 
-# --- Web page fetch (mcp_server.web: the MCP fetch_webpage tool, Responses web tools) -------
+# --- Web page fetch (webtools.tools: the MCP fetch_webpage tool, Responses web tools) --------
 # "direct": our own fetch behind the SSRF guard; "serper": Serper's scrape endpoint.
 WEB_FETCH_BACKEND = env.str("WEB_FETCH_BACKEND", default="direct")
 WEB_FETCH_TIMEOUT_SECONDS = env.float("WEB_FETCH_TIMEOUT_SECONDS", default=20.0)
@@ -603,6 +603,11 @@ RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", def
 HOST = env.str("HOST", default="0.0.0.0" if IS_PROD else "127.0.0.1")  # noqa: S104 -- prod runs in a container
 PORT = env.int("PORT", default=8080)
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
+# Which ASGI server `python -m gateway.server` runs: uvicorn (the default, faster; see the README's
+# "The web server") or daphne (one process, no lifespan, none of the SERVER_* guards below).
+SERVER = env.str("SERVER", default="uvicorn")
+if SERVER not in ("uvicorn", "daphne"):
+    raise ImproperlyConfigured(f"SERVER must be uvicorn or daphne, not {SERVER!r}.")
 # A client must send its whole request head within this long (slowloris: one byte every few
 # seconds would otherwise hold a connection, and the worker's slot, forever).
 SERVER_HEADER_TIMEOUT_SECONDS = env.float("SERVER_HEADER_TIMEOUT_SECONDS", default=10.0)

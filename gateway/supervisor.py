@@ -211,12 +211,13 @@ def provider_configured() -> bool:
     if settings.JAN_INFERENCE_MODEL_URL:
         return True
     django.setup()
+    from django.apps import apps
     from django.db import connections
 
-    from inference.models import Provider
-
+    # Through Django's app registry: the gateway sits below the apps and imports none of them.
+    provider_model = apps.get_model("inference", "Provider")
     try:
-        return Provider.objects.exists()
+        return bool(provider_model.objects.exists())
     except Exception:  # a database that is not reachable here: say nothing rather than guess
         return True
     finally:

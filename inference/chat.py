@@ -31,6 +31,7 @@ from django.conf import settings
 from accounts.auth import Principal
 from gateway import context, errors, metrics
 from gateway.background import fire_and_forget
+from gateway.parsers import json_object
 from inference import chat_validation
 from inference.models import UsageRecord
 from inference.netguard import PrivateAddressRefused
@@ -142,14 +143,7 @@ def _count(value: Any) -> int:
 
 def parse_chat_request(raw: bytes) -> dict[str, Any]:
     """The checks every upstream would make anyway, answered before an upstream is chosen."""
-    try:
-        body = orjson.loads(raw or b"null")
-    except orjson.JSONDecodeError:
-        raise errors.InvalidRequest(
-            "We could not parse the JSON body of your request.", code="invalid_json"
-        ) from None
-    if not isinstance(body, dict):
-        raise errors.InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    body = json_object(raw)
     validate_chat_body(body)
     return body
 

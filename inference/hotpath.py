@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 from django.conf import settings
+from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from accounts.auth import AsgiHeaders, Headers, aprincipal_from_headers
 from gateway import context, errors
@@ -58,6 +60,19 @@ class Reply:
     @classmethod
     def error(cls, err: errors.GatewayError) -> Reply:
         return cls(status=err.status, body=orjson.dumps(err.body()), headers=dict(err.headers))
+
+    def as_django(self) -> HttpResponseBase:
+        """The same answer as a Django response, for the views that serve these handlers."""
+        response: HttpResponseBase
+        if self.stream is not None:
+            response = StreamingHttpResponse(
+                self.stream, status=self.status, content_type="text/event-stream"
+            )
+        else:
+            response = HttpResponse(self.body, status=self.status, content_type="application/json")
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
 
 
 # --- The handlers (shared with the Django views) ----------------------------------------------
@@ -200,8 +215,7 @@ class HotPath:
             try:
                 raw = await _read_body(receive, settings.CHAT_MAX_BODY_BYTES)
             except _BodyTooLarge:
-                too_large = errors.InvalidRequest("The request body is too large.", code="request_too_large")
-                too_large.status = 413
+                too_large = errors.RequestTooLarge("The request body is too large.")
                 await self._send(send, Reply.error(too_large), request_id, state)
                 return
             except asyncio.CancelledError:

@@ -91,7 +91,7 @@ def sync_client(timeout: float, *, public_only: bool = False) -> httpx.Client:
     if public_only:
         transport = httpx.HTTPTransport(verify=_ssl_context(), retries=0, trust_env=False)
         # httpx's transport takes no network backend: its pool is swapped for one that dials
-        # through the guard (as mcp_server.web does for page fetches). httpx and httpcore are
+        # through the guard (as webtools.tools does for page fetches). httpx and httpcore are
         # pinned, and inference/tests/test_providers_api.py covers this seam.
         transport._pool = httpcore.ConnectionPool(
             ssl_context=_ssl_context(), max_connections=4, retries=0, network_backend=PublicOnlyBackend()

@@ -7,37 +7,28 @@ raises `gateway.errors.NotFound` there, exactly as it does for the REST API.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.apps import apps
+
 from accounts.auth import Principal
+from conversations import selectors as conversation_selectors
+from responses import selectors as response_selectors
 
 CONVERSATION_SCHEME = "conversation"
 RESPONSE_SCHEME = "response"
 
 
-def _available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def _selectors(app: str) -> Any:
-    """The app's selectors module. Looked up at call time: `conversations` and `responses` sit
-    above the tenancy layer and may be absent from a deployment's INSTALLED_APPS."""
-    return importlib.import_module(f"{app}.selectors")
-
-
+# The MCP server sits above both apps, so it imports their selectors plainly; a deployment may
+# still leave either app out of INSTALLED_APPS, and then its resources are not offered.
 def conversations_available() -> bool:
-    return _available("conversations.selectors")
+    return apps.is_installed("conversations")
 
 
 def responses_available() -> bool:
-    return _available("responses.selectors")
+    return apps.is_installed("responses")
 
 
 def parse_uri(uri: str) -> tuple[str, str] | None:
@@ -58,11 +49,9 @@ def conversation_uri(conversation_id: str) -> str:
 
 
 def recent_conversations(principal: Principal, *, limit: int) -> list[dict[str, Any]]:
-    selectors = _selectors("conversations")
-
     return [
-        selectors.conversation_object(conversation)
-        for conversation in selectors.conversation_list(principal, limit=limit)
+        conversation_selectors.conversation_object(conversation)
+        for conversation in conversation_selectors.conversation_list(principal, limit=limit)
     ]
 
 
@@ -71,31 +60,25 @@ def conversation_read(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
     """(conversation object, its newest `max_items` items oldest first, whether older ones were
     left out). Raises NotFound when the conversation is not the caller's."""
-    selectors = _selectors("conversations")
-
-    conversation = selectors.conversation_get(principal, conversation_id)
-    items = selectors.item_recent(conversation, limit=max_items + 1)
+    conversation = conversation_selectors.conversation_get(principal, conversation_id)
+    items = conversation_selectors.item_recent(conversation, limit=max_items + 1)
     truncated = len(items) > max_items
     if truncated:
         items = items[1:]
     return (
-        selectors.conversation_object(conversation),
-        [selectors.item_object(item) for item in items],
+        conversation_selectors.conversation_object(conversation),
+        [conversation_selectors.item_object(item) for item in items],
         truncated,
     )
 
 
 def conversation_check(principal: Principal, conversation_id: str) -> None:
     """Raises NotFound unless the caller may read the conversation."""
-    selectors = _selectors("conversations")
-
-    selectors.conversation_get(principal, conversation_id)
+    conversation_selectors.conversation_get(principal, conversation_id)
 
 
 def response_read(principal: Principal, response_id: str) -> dict[str, Any]:
-    selectors = _selectors("responses")
-
-    return dict(selectors.response_object(selectors.response_get(principal, response_id)))
+    return dict(response_selectors.response_object(response_selectors.response_get(principal, response_id)))
 
 
 # --- Rendering ---------------------------------------------------------------------------------

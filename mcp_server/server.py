@@ -36,8 +36,8 @@ from gateway.background import fire_and_forget, run_sync
 from gateway.errors import GatewayError, NotFound
 from mcp_server import resources, services
 from mcp_server.sessions import StreamLimitReached, hub, send_to_session, session_store
-from mcp_server.web import WebToolResult, fetch_webpage, serper_search
 from organizations.ratelimits import admit_tool_call
+from webtools.tools import WebToolResult, fetch_webpage, serper_search
 
 logger = logging.getLogger(__name__)
 

@@ -173,6 +173,9 @@ class Hub:
         self.bus = InMemorySubscriptionBus()
         self._streams: dict[str, set[asyncio.Queue[bytes | None]]] = {}
         self._listener: asyncio.Task[None] | None = None
+        # Set while the Redis listener is subscribed (always, without Redis: delivery is local),
+        # so whoever must not publish into the void can wait for it rather than guess.
+        self.listening = asyncio.Event()
         self._slots = 0
 
     # --- stream slots (both eras): long-lived, so each worker caps how many it holds -------
@@ -235,7 +238,9 @@ class Hub:
                 )
 
     def start(self) -> None:
-        if settings.REDIS_URL and self._listener is None:
+        if not settings.REDIS_URL:
+            self.listening.set()
+        elif self._listener is None:
             self._listener = self.loop.create_task(self._listen(), name="mcp-resource-listener")
 
     async def stop(self) -> None:
@@ -251,6 +256,7 @@ class Hub:
             if pending:
                 logger.warning("mcp resource listener did not stop in time; leaving it behind")
             self._listener = None
+        self.listening.clear()
 
     async def _listen(self) -> None:
         """Follow the Redis channel for the process's lifetime, reconnecting after failures."""
@@ -263,6 +269,7 @@ class Hub:
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(CHANNEL, SESSION_CHANNEL)
+                    self.listening.set()
                     delay = 0.5
                     while True:
                         message = await pubsub.get_message(timeout=5.0)
@@ -275,6 +282,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.listening.clear()
                 logger.warning("mcp resource listener lost Redis; reconnecting", exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

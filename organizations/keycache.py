@@ -101,6 +101,11 @@ return 1
 """
 
 
+def _fill_keys_and_args(key_hash: str, snapshot: KeySnapshot | None) -> tuple[str, str, bytes, int]:
+    """_FILL_SCRIPT's keys and arguments: store the snapshot unless the key was revoked meanwhile."""
+    return _PREFIX + key_hash, _REVOKED_PREFIX + key_hash, _encode(snapshot), _ttl(snapshot)
+
+
 def _load(key_hash: str) -> KeySnapshot | None:
     """The database's answer. A replica answers only if it has applied every change recorded,
     so a revocation is never read back as an active key (gateway.db_router)."""
@@ -136,14 +141,7 @@ def snapshot_get(key_hash: str) -> KeySnapshot | None:
     snapshot = _load(key_hash)
     if client is not None:
         try:
-            client.eval(
-                _FILL_SCRIPT,
-                2,
-                _PREFIX + key_hash,
-                _REVOKED_PREFIX + key_hash,
-                _encode(snapshot),
-                _ttl(snapshot),
-            )
+            client.eval(_FILL_SCRIPT, 2, *_fill_keys_and_args(key_hash, snapshot))
         except RedisError:
             _redis_failed("fill")
     _remember_locally(key_hash, snapshot)
@@ -170,14 +168,7 @@ async def asnapshot_get(key_hash: str) -> KeySnapshot | None:
     snapshot = await run_sync(_load, key_hash)
     if client is not None:
         try:
-            await client.eval(
-                _FILL_SCRIPT,
-                2,
-                _PREFIX + key_hash,
-                _REVOKED_PREFIX + key_hash,
-                _encode(snapshot),
-                _ttl(snapshot),
-            )
+            await client.eval(_FILL_SCRIPT, 2, *_fill_keys_and_args(key_hash, snapshot))
         except RedisError:
             _redis_failed("fill")
     _remember_locally(key_hash, snapshot)

@@ -6,7 +6,7 @@ responses (appending the events to the Redis log). The upstream is always stream
 can be stopped between any two chunks and the partial output is known.
 
 The server-side `web_search` tool is a bounded loop: the model gets `web_search` / `open_page`
-functions; when it calls only those, we run them (mcp_server.web), show each call as a
+functions; when it calls only those, we run them (webtools.tools), show each call as a
 `web_search_call` output item, feed the results back, and call the model again, at most
 RESPONSES_WEB_SEARCH_MAX_ROUNDS times. Sources that the final text quotes become
 `url_citation` annotations.
@@ -415,7 +415,7 @@ def _citations(text: str, sources: dict[str, str]) -> list[dict[str, Any]]:
 
 async def _web_call(run: Run, call: _Call) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run one web function call: (its events, the tool message for the model)."""
-    from mcp_server.web import fetch_webpage, serper_search
+    from webtools.tools import fetch_webpage, serper_search
 
     # Raises RateLimited: the run fails with rate_limit_exceeded (a 429 when nothing was sent yet).
     await ratelimits.admit_tool_call(run.principal, tool=call.name)

@@ -56,15 +56,20 @@ class Sequencer:
 # --- The event log ------------------------------------------------------------------------
 
 
+def _append_to(pipe: Any, response_id: str, events: Iterable[dict[str, Any]]) -> None:
+    """Queue the events on a pipeline (sync or async: the commands are the same)."""
+    key = events_key(response_id)
+    for event in events:
+        pipe.xadd(key, {"d": orjson.dumps(event)}, id=f"{event['sequence_number'] + 1}-0")
+    pipe.expire(key, settings.RESPONSES_EVENTS_TTL_SECONDS)
+
+
 async def log_append(response_id: str, events: Iterable[dict[str, Any]]) -> None:
     redis = async_client()
     if redis is None:
         return
-    key = events_key(response_id)
     pipe = redis.pipeline(transaction=False)
-    for event in events:
-        pipe.xadd(key, {"d": orjson.dumps(event)}, id=f"{event['sequence_number'] + 1}-0")
-    pipe.expire(key, settings.RESPONSES_EVENTS_TTL_SECONDS)
+    _append_to(pipe, response_id, events)
     await pipe.execute()
 
 
@@ -271,11 +276,8 @@ def log_append_sync(response_id: str, events: Iterable[dict[str, Any]]) -> None:
     redis = sync_client()
     if redis is None:
         return
-    key = events_key(response_id)
     pipe = redis.pipeline(transaction=False)
-    for event in events:
-        pipe.xadd(key, {"d": orjson.dumps(event)}, id=f"{event['sequence_number'] + 1}-0")
-    pipe.expire(key, settings.RESPONSES_EVENTS_TTL_SECONDS)
+    _append_to(pipe, response_id, events)
     pipe.execute()
 
 

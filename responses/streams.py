@@ -23,6 +23,7 @@ from accounts.auth import Principal, aprincipal_from_request
 from gateway import errors
 from gateway.background import fire_and_forget, run_sync
 from gateway.pagination import page_params
+from gateway.parsers import json_value, request_body
 from inference.registry import registry
 from responses import events, selectors, services
 from responses.engine import Run, generate
@@ -63,22 +64,6 @@ def _sse(stream: AsyncIterator[bytes]) -> StreamingHttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
-
-
-def _body(request: HttpRequest) -> Any:
-    length = request.META.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length) > settings.CHAT_MAX_BODY_BYTES:
-        err = errors.InvalidRequest("The request body is too large.", code="request_too_large")
-        err.status = 413
-        raise err
-    # request.read(), not request.body: inputs with images or long histories outgrow Django's
-    # 2.5 MB DATA_UPLOAD_MAX_MEMORY_SIZE; the limit is CHAT_MAX_BODY_BYTES, as for chat.
-    try:
-        return orjson.loads(request.read() or b"null")
-    except orjson.JSONDecodeError:
-        raise errors.InvalidRequest(
-            "We could not parse the JSON body of your request.", code="invalid_json"
-        ) from None
 
 
 async def _check_model(principal: Principal, model: str) -> None:
@@ -146,7 +131,7 @@ def _reload(pk: int) -> Response | None:
 @_api("POST")
 async def response_create(request: HttpRequest) -> HttpResponseBase:
     principal = await aprincipal_from_request(request)
-    create = parse_create(_body(request))
+    create = parse_create(json_value(request_body(request, limit=settings.CHAT_MAX_BODY_BYTES)))
     await _check_model(principal, create.model)
     create = await run_sync(resolve_item_references, principal, create)
     row, items = await run_sync(services.response_create, principal=principal, request=create)

@@ -16,6 +16,13 @@ from responses.validation import CHAT_NAME_MAX, CHAT_NAME_UNSAFE, CreateRequest
 # Item id prefixes, one per item type.
 MESSAGE, FUNCTION_CALL, FUNCTION_OUTPUT, REASONING, WEB_SEARCH = "msg", "fc", "fco", "rs", "ws"
 CUSTOM_CALL, CUSTOM_OUTPUT = "ctc", "ctco"
+# Tool items as stored: their id prefix and the fields kept from the input, in output order.
+_TOOL_ITEMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "function_call": (FUNCTION_CALL, ("call_id", "name", "arguments")),
+    "function_call_output": (FUNCTION_OUTPUT, ("call_id", "output")),
+    "custom_tool_call": (CUSTOM_CALL, ("call_id", "name", "input")),
+    "custom_tool_call_output": (CUSTOM_OUTPUT, ("call_id", "output")),
+}
 # A custom tool takes free text; a chat upstream only knows JSON-argument functions, so the text
 # travels as this one string argument.
 CUSTOM_INPUT_ARGUMENT = "input"
@@ -56,42 +63,17 @@ def normalise_item(item: dict[str, Any]) -> dict[str, Any]:
             "status": "completed",
             "content": parts,
         }
-    if kind == "function_call":
-        return {
-            "id": item.get("id") or new_id(FUNCTION_CALL),
-            "type": "function_call",
-            "call_id": item["call_id"],
-            "name": item["name"],
-            "arguments": item["arguments"],
-            "status": "completed",
-            **({"namespace": item["namespace"]} if item.get("namespace") else {}),
+    if kind in _TOOL_ITEMS:
+        prefix, fields = _TOOL_ITEMS[kind]
+        stored = {
+            "id": item.get("id") or new_id(prefix),
+            "type": kind,
+            **{name: item[name] for name in fields},
         }
-    if kind == "function_call_output":
-        return {
-            "id": item.get("id") or new_id(FUNCTION_OUTPUT),
-            "type": "function_call_output",
-            "call_id": item["call_id"],
-            "output": item["output"],
-            "status": "completed",
-        }
-    if kind == "custom_tool_call":
-        return {
-            "id": item.get("id") or new_id(CUSTOM_CALL),
-            "type": "custom_tool_call",
-            "call_id": item["call_id"],
-            "name": item["name"],
-            "input": item["input"],
-            "status": "completed",
-            **({"namespace": item["namespace"]} if item.get("namespace") else {}),
-        }
-    if kind == "custom_tool_call_output":
-        return {
-            "id": item.get("id") or new_id(CUSTOM_OUTPUT),
-            "type": "custom_tool_call_output",
-            "call_id": item["call_id"],
-            "output": item["output"],
-            "status": "completed",
-        }
+        stored["status"] = "completed"
+        if item.get("namespace") and kind.endswith("_call"):
+            stored["namespace"] = item["namespace"]
+        return stored
     return {**item, "id": item.get("id") or new_id(REASONING if kind == "reasoning" else WEB_SEARCH)}
 
 

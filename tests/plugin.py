@@ -44,7 +44,7 @@ _own_redis_database_per_xdist_worker()
 
 # What starting a process looks like in this code base's tests and their launchers.
 _STARTS_PROCESSES = re.compile(
-    r"\bsubprocess\.|\bUvicornWorkers\b|\bGatewayProcess\b|\bWorkers\(|\bcelery_workers\b"
+    r"\bsubprocess\.|\bCeleryWorkers\b|\bGatewayProcess\b|\bcelery_workers\b"
     r"|\bcreate_subprocess_exec\b"
 )
 # Modules whose helpers start a browser or a Node tool for every test in them.

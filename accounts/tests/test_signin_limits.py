@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from gateway.client_address import client_address
-from gateway.tests.multiworker import UvicornWorkers
-from tests.live_server import LiveGateway
+from tests.live_server import GatewayProcess, LiveGateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,7 +83,9 @@ def test_refresh_and_google_callback_are_limited(gateway: LiveGateway, settings:
 
 def test_the_limit_holds_across_workers_under_concurrency() -> None:
     """Thirty simultaneous sign-ups from one address against two workers: exactly twenty pass."""
-    workers = UvicornWorkers(workers=2, env={"AUTH_GUEST_LOGIN_PER_MINUTE": "20"}, needs_redis=True).start()
+    workers = GatewayProcess(
+        database=True, workers=2, env={"AUTH_GUEST_LOGIN_PER_MINUTE": "20"}, needs_redis=True
+    ).start()
     try:
 
         def sign_up(_: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.live_server import free_port, wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -41,7 +36,7 @@ def embedded_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple
         check=True,
         timeout=120,
     )
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "web.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -102,7 +97,8 @@ def test_log_line_has_request_id_and_no_secrets(embedded_gateway: tuple[str, Pat
     )
     assert response.status_code == 405
     assert response.headers["X-Request-ID"] == "boot-test-request-1"
-    time.sleep(0.3)
+    # The server writes the access line after answering: wait for it rather than for a while.
+    assert wait_until(lambda: "boot-test-request-1" in log_path.read_text(), 10)
     text = log_path.read_text()
     for secret in secrets.values():
         assert secret not in text

@@ -12,8 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import metrics
 from gateway.redis import sync_client
-from gateway.tests.multiworker import UvicornWorkers
-from tests.live_server import free_port
+from tests.live_server import GatewayProcess, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -133,10 +132,11 @@ def test_scrape_time_provider_health_and_queue_depth(metrics_on, settings) -> No
 
 
 @pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[tuple[UvicornWorkers, Path]]:
+def two_workers(tmp_path: Path) -> Iterator[tuple[GatewayProcess, Path]]:
     directory = tmp_path / "prometheus"
     directory.mkdir()
-    server = UvicornWorkers(
+    server = GatewayProcess(
+        database=True,
         workers=2,
         env={
             "PROMETHEUS_MULTIPROC_DIR": str(directory),
@@ -151,16 +151,16 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[UvicornWorkers, Path]]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_share_their_counts(two_workers: tuple[UvicornWorkers, Path]) -> None:
+def test_two_workers_share_their_counts(two_workers: tuple[GatewayProcess, Path]) -> None:
     server, directory = two_workers
     sent = 0
     # A fresh connection per request lets the kernel hand them to either worker; go on until
     # both workers have counted some (each writes its own histogram file).
-    while sent < 40 or len(UvicornWorkers.worker_pids(directory, "histogram")) < 2:
+    while sent < 40 or len(GatewayProcess.worker_pids(directory, "histogram")) < 2:
         assert sent < 400, "one worker never got a request"
         assert httpx.get(f"{server.url}/v1/version", timeout=5).status_code == 200
         sent += 1
-    assert len(UvicornWorkers.worker_pids(directory, "histogram")) == 2
+    assert len(GatewayProcess.worker_pids(directory, "histogram")) == 2
 
     headers = {"Authorization": "Bearer two-worker-token"}
     assert httpx.get(f"{server.url}/metrics", timeout=5).status_code == 401

@@ -20,9 +20,9 @@ from django.conf import settings as django_settings
 
 from accounts.services import token_pair_issue
 from gateway import profiling
-from gateway.tests.multiworker import UvicornWorkers
 from organizations.models import ApiKey, OrganizationMember
 from organizations.tests.factories import make_api_key, make_org, make_project, make_user
+from tests.live_server import GatewayProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,26 +47,26 @@ def people() -> dict[str, str]:
     }
 
 
-def get(server: UvicornWorkers, path: str, token: str | None = None) -> httpx.Response:
+def get(server: GatewayProcess, path: str, token: str | None = None) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.get(f"{server.url}{path}", headers=headers, timeout=30)
 
 
 @pytest.fixture
-def server_without_setting() -> Iterator[UvicornWorkers]:
-    server = UvicornWorkers(workers=1, env={"PROFILING_ENABLED": ""}).start()
+def server_without_setting() -> Iterator[GatewayProcess]:
+    server = GatewayProcess(database=True, workers=1, env={"PROFILING_ENABLED": ""}).start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def server_with_profiling() -> Iterator[UvicornWorkers]:
-    server = UvicornWorkers(workers=1, env={"PROFILING_ENABLED": "true"}).start()
+def server_with_profiling() -> Iterator[GatewayProcess]:
+    server = GatewayProcess(database=True, workers=1, env={"PROFILING_ENABLED": "true"}).start()
     yield server
     server.stop()
 
 
-def test_off_by_default(server_without_setting: UvicornWorkers, people: dict[str, str]) -> None:
+def test_off_by_default(server_without_setting: GatewayProcess, people: dict[str, str]) -> None:
     from gateway.asgi import application
 
     assert not isinstance(application, profiling.OnDemandProfiler)
@@ -78,7 +78,7 @@ def test_off_by_default(server_without_setting: UvicornWorkers, people: dict[str
 
 
 def test_on_when_enabled_for_owners_and_operators(
-    server_with_profiling: UvicornWorkers, people: dict[str, str]
+    server_with_profiling: GatewayProcess, people: dict[str, str]
 ) -> None:
     server = server_with_profiling
     html = get(server, "/v1/organization?profile=1", people["admin"])

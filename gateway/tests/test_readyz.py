@@ -7,13 +7,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.tests.multiworker import UvicornWorkers
-from tests.live_server import LiveGateway, free_port
+from tests.live_server import GatewayProcess, LiveGateway, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases="__all__")]
 
@@ -60,7 +58,9 @@ def _timed_readyz(url: str) -> tuple[float, httpx.Response]:
 @pytest.mark.parametrize("failure", ["hangs", "refuses"])
 def test_database_down(blackhole: Blackhole, failure: str) -> None:
     port = blackhole.port if failure == "hangs" else free_port()
-    server = UvicornWorkers(workers=1, env={"DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/gateway"})
+    server = GatewayProcess(
+        database=True, workers=1, env={"DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/gateway"}
+    )
     server.start()
     try:
         for _ in range(3):
@@ -70,12 +70,12 @@ def test_database_down(blackhole: Blackhole, failure: str) -> None:
             assert elapsed < 1.0, elapsed
     finally:
         server.stop()
-        Path(server.log.name).unlink(missing_ok=True)
 
 
 def test_redis_hangs(blackhole: Blackhole) -> None:
-    server = UvicornWorkers(workers=1, env={"REDIS_URL": f"redis://127.0.0.1:{blackhole.port}/0"})
-    server.env["REDIS_URL"] = f"redis://127.0.0.1:{blackhole.port}/0"
+    server = GatewayProcess(
+        database=True, workers=1, env={"REDIS_URL": f"redis://127.0.0.1:{blackhole.port}/0"}
+    )
     server.start()
     try:
         elapsed, reply = _timed_readyz(server.url)
@@ -84,7 +84,6 @@ def test_redis_hangs(blackhole: Blackhole) -> None:
         assert elapsed < 1.0, elapsed
     finally:
         server.stop()
-        Path(server.log.name).unlink(missing_ok=True)
 
 
 def test_ready_lists_replicas(live_gateway: LiveGateway, settings) -> None:  # type: ignore[no-untyped-def]

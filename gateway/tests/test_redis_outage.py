@@ -14,17 +14,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import redis
 from django.db import connection
 
-from gateway.tests.multiworker import UvicornWorkers
 from inference.models import Provider
 from organizations.tests.factories import make_api_key
-from tests.live_server import free_port
+from tests.live_server import GatewayProcess, free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True, databases="__all__")]
 
@@ -136,8 +134,9 @@ def test_redis_stopped_mid_load(throwaway_redis: ThrowawayRedis, provider: Provi
     if connection.vendor != "postgresql":
         pytest.skip("the gateway process shares the test database only on PostgreSQL")
     _, raw = make_api_key()
-    server = UvicornWorkers(workers=1, env={"REDIS_URL": throwaway_redis.url, "LOG_LEVEL": "WARNING"})
-    server.env["REDIS_URL"] = throwaway_redis.url
+    server = GatewayProcess(
+        database=True, workers=1, env={"REDIS_URL": throwaway_redis.url, "LOG_LEVEL": "WARNING"}
+    )
     server.start()
     try:
         with _Load(server.url, raw) as load:
@@ -165,4 +164,3 @@ def test_redis_stopped_mid_load(throwaway_redis: ThrowawayRedis, provider: Provi
         assert load.statuses[500] == 0, load.statuses
     finally:
         server.stop()
-        Path(server.log.name).unlink(missing_ok=True)

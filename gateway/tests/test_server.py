@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from gateway.tests.processes import GatewayProcess
+from tests.live_server import GatewayProcess
 
 pytestmark = pytest.mark.slow
 

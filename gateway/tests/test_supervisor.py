@@ -22,12 +22,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from gateway.tests.multiworker import _database_url
-from gateway.tests.processes import GatewayProcess, wait_until
 from inference.models import UsageRecord
-from inference.tests.conftest import register
 from inference.tests.fake_upstream import FakeUpstream
 from organizations.tests.factories import make_api_key
+from tests.fixtures import register
+from tests.live_server import GatewayProcess, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -103,7 +102,7 @@ def test_make_run_restarts_a_killed_worker_and_drains_streams_on_sigterm(
     tree = GatewayProcess(
         "gateway.supervisor",
         "Procfile",
-        database_url=_database_url(),
+        database=True,
         env={
             "WEB_CONCURRENCY": "2",
             "CELERY_CONCURRENCY": "1",

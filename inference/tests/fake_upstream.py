@@ -7,7 +7,6 @@ streaming clients that went away (`disconnects`).
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,13 +15,9 @@ from typing import Any
 import orjson
 import uvicorn
 
+from tests.live_server import free_port
+
 CONTENT = ["Hello", " from", " the", " fake", " model", "."]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -80,7 +75,7 @@ class FakeUpstream:
         self.delay = 0.0  # slow_first_byte / slow_stream pacing
         self.requests: list[dict[str, Any]] = []
         self.disconnects = 0
-        self.port = port or _free_port()  # a port of its own, or a stopped server's to restart it
+        self.port = port or free_port()  # a port of its own, or a stopped server's to restart it
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", interface="asgi3"

@@ -13,10 +13,10 @@ from django.db import close_old_connections
 
 from inference import services
 from inference.models import Provider, UsageRecord
-from inference.tests.conftest import register
 from inference.tests.fake_upstream import FakeUpstream
 from organizations.models import ApiKey
 from organizations.tests.factories import make_api_key
+from tests.fixtures import register
 from tests.live_server import LiveGateway
 from tests.openai_spec import assert_valid
 

@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from inference.models import Provider
-from inference.tests.conftest import register
 from inference.tests.fake_upstream import FakeUpstream
+from tests.fixtures import register
 from tests.live_server import LiveGateway
 from tests.openai_spec import assert_valid
 

@@ -17,13 +17,12 @@ from prometheus_client.mmap_dict import MmapedDict
 
 from gateway import metrics
 from gateway.redis import sync_client
-from gateway.tests.multiworker import UvicornWorkers
 from inference.models import Provider
 from inference.tests.fake_upstream import FakeUpstream
 from organizations import ratelimits, services
 from organizations.models import ApiKey
 from organizations.tests.factories import make_api_key, make_project
-from tests.live_server import LiveGateway
+from tests.live_server import GatewayProcess, LiveGateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -168,10 +167,11 @@ def _chat_requests_by_worker(directory: Path) -> dict[int, float]:
 
 
 @pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[tuple[UvicornWorkers, Path]]:
+def two_workers(tmp_path: Path) -> Iterator[tuple[GatewayProcess, Path]]:
     directory = tmp_path / "prometheus"
     directory.mkdir()
-    server = UvicornWorkers(
+    server = GatewayProcess(
+        database=True,
         workers=2,
         env={"PROMETHEUS_MULTIPROC_DIR": str(directory), "MODEL_REGISTRY_REFRESH_SECONDS": "0"},
         needs_redis=True,
@@ -182,7 +182,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[UvicornWorkers, Path]]:
 
 
 def test_requests_limit_holds_across_two_workers(
-    two_workers: tuple[UvicornWorkers, Path], upstream: FakeUpstream, provider: Provider
+    two_workers: tuple[GatewayProcess, Path], upstream: FakeUpstream, provider: Provider
 ) -> None:
     server, directory = two_workers
     limit = 5

@@ -16,9 +16,9 @@ from django.db import close_old_connections, connection
 from inference import services
 from inference.models import Provider, UsageRecord
 from inference.registry import Registry, registry
-from inference.tests.conftest import register
 from inference.tests.fake_upstream import FakeUpstream
 from organizations.tests.factories import make_api_key
+from tests.fixtures import register
 from tests.live_server import LiveGateway
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,36 +1,11 @@
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
-import httpx2
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from mcp_server.tests.live import GatewayProcess
 from tests.fakes.serper import FakeSerper, StaticSite
-
-
-@pytest.fixture
-def fake_serper(settings) -> Iterator[FakeSerper]:  # type: ignore[no-untyped-def]
-    fake = FakeSerper().start()
-    settings.SERPER_API_KEY = fake.api_key
-    settings.SERPER_BASE_URL = fake.base_url
-    settings.SERPER_SCRAPE_URL = fake.scrape_url
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def site() -> Iterator[StaticSite]:
-    static = StaticSite().start()
-    yield static
-    static.stop()
-
+from tests.live_server import GatewayProcess, shared_database_url
 
 # --- The live gateway (a uvicorn subprocess with two workers) -----------------------------
 
@@ -49,25 +24,10 @@ def live_site() -> Iterator[StaticSite]:
     static.stop()
 
 
-def _database_url() -> str:
-    db = django_settings.DATABASES["default"]
-    user = db.get("USER") or "postgres"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return (
-        f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
-    )
-
-
 def _gateway_env(serper: FakeSerper) -> dict[str, str]:
-    if connection.vendor != "postgresql":  # the primary may use a subclass of the backend
-        pytest.skip("the multi-worker MCP tests need PostgreSQL (DATABASE_URL)")
-    url = _database_url()  # the test database: django_db_setup has renamed it by now
+    # The test database (django_db_setup has renamed it by now), also as a read replica.
     return {
-        "GATEWAY_ENV": "test",
-        "DATABASE_URL": url,
-        "DB_POSTGRESQL_READ1_DSN": url,
-        "DATABASE_READ_FROM_REPLICAS": "false",
-        "REDIS_URL": django_settings.REDIS_URL,
+        "DB_POSTGRESQL_READ1_DSN": shared_database_url(),
         "SERPER_API_KEY": serper.api_key,
         "SERPER_BASE_URL": serper.base_url,
         "SERPER_SCRAPE_URL": serper.scrape_url,
@@ -83,8 +43,9 @@ def _gateway_env(serper: FakeSerper) -> dict[str, str]:
 def mcp_gateway(
     django_db_setup: None, live_serper: FakeSerper, live_site: StaticSite
 ) -> Iterator[GatewayProcess]:
-    """The gateway as deployed: `uvicorn --workers 2` on the test database and Redis."""
-    gateway = GatewayProcess(_gateway_env(live_serper), workers=2).start()
+    """The gateway as deployed: `python -m gateway.server`, two uvicorn workers, on the test
+    database and Redis."""
+    gateway = GatewayProcess(env=_gateway_env(live_serper), database=True, workers=2).start()
     yield gateway
     gateway.stop()
 
@@ -92,15 +53,15 @@ def mcp_gateway(
 @pytest.fixture(scope="session")
 def mcp_gateway_replica(django_db_setup: None, live_serper: FakeSerper) -> Iterator[GatewayProcess]:
     """A second replica sharing the database and Redis, for cross-replica tests."""
-    gateway = GatewayProcess(_gateway_env(live_serper), workers=1).start()
+    gateway = GatewayProcess(env=_gateway_env(live_serper), database=True).start()
     yield gateway
     gateway.stop()
 
 
 @pytest.fixture(scope="session")
 def mcp_gateway_daphne(django_db_setup: None, live_serper: FakeSerper) -> Iterator[GatewayProcess]:
-    """The gateway under daphne, which never sends ASGI lifespan events."""
-    gateway = GatewayProcess(_gateway_env(live_serper), server="daphne").start()
+    """The gateway under daphne (SERVER=daphne), which never sends ASGI lifespan events."""
+    gateway = GatewayProcess(env=_gateway_env(live_serper), database=True, server="daphne").start()
     yield gateway
     gateway.stop()
 
@@ -110,20 +71,3 @@ def serper_reset(live_serper: FakeSerper) -> Iterator[FakeSerper]:
     yield live_serper
     live_serper.behaviour = "ok"
     live_serper.requests.clear()
-
-
-@contextlib.asynccontextmanager
-async def mcp_client(
-    gateway: GatewayProcess,
-    key: str,
-    *,
-    mode: str = "auto",
-    path: str = "/v1/mcp",
-    headers: dict[str, str] | None = None,
-    **options: Any,
-) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}", **(headers or {})}, timeout=30) as http,
-        Client(streamable_http_client(gateway.url + path, http_client=http), mode=mode, **options) as client,
-    ):  # type: ignore[arg-type]
-        yield client

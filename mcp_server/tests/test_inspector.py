@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from mcp_server.tests.live import GatewayProcess
 from organizations.tests.factories import make_api_key
 from tests.fakes.serper import FakeSerper
+from tests.live_server import GatewayProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

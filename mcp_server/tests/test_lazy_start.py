@@ -12,11 +12,10 @@ from types import SimpleNamespace
 import pytest
 import uvicorn
 
-from mcp_server.tests.conftest import mcp_client
-from mcp_server.tests.live import GatewayProcess
 from organizations.tests.factories import make_api_key
 from tests.fakes.serper import FakeSerper
-from tests.live_server import free_port
+from tests.live_server import GatewayProcess, free_port
+from tests.mcp_client import mcp_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,7 +48,7 @@ def key() -> str:
 async def test_mcp_works_without_lifespan(
     gateway_without_lifespan: SimpleNamespace, key: str, mode: str
 ) -> None:
-    async with mcp_client(gateway_without_lifespan, key, mode=mode) as client:  # type: ignore[arg-type]
+    async with mcp_client(gateway_without_lifespan, key, mode=mode) as client:
         tools = (await client.list_tools()).tools
         refused = await client.call_tool("fetch_webpage", {"url": "http://127.0.0.1:1/"})
     assert [tool.name for tool in tools] == ["serper_search", "fetch_webpage"]

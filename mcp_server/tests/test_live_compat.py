@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from mcp_server.tests.live import GatewayProcess
 from organizations.tests.factories import make_api_key
+from tests.live_server import GatewayProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,15 +19,27 @@ from accounts.auth import Principal, principal_from_headers
 from conversations import services as conversation_services
 from conversations.models import Conversation
 from gateway.background import run_sync
-from mcp_server.tests.conftest import mcp_client
-from mcp_server.tests.live import GatewayProcess
 from organizations.tests.factories import make_api_key
+from tests.live_server import GatewayProcess
+from tests.mcp_client import mcp_client
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     # resources/subscribe is deprecated from 2026-07-28 but is what 2025-11-25 clients speak.
     pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
 ]
+
+# A raw 2025-11-25 initialize, for the tests that drive sessions by hand.
+LEGACY_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
 
 ERAS = ["legacy", "auto"]
 
@@ -276,18 +288,8 @@ async def test_a_session_spans_replicas(
     a, b = mcp_gateway, mcp_gateway_replica
     uri = f"conversation://{alice_conversations[0].public_id}"
     auth = {"Authorization": f"Bearer {alice.key}", "Accept": "application/json, text/event-stream"}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
     async with httpx.AsyncClient(headers=auth, timeout=10) as http:
-        opened = await http.post(f"{a.url}/v1/mcp", json=initialize)
+        opened = await http.post(f"{a.url}/v1/mcp", json=LEGACY_INITIALIZE)
         session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
         subscribe = {"jsonrpc": "2.0", "id": 2, "method": "resources/subscribe", "params": {"uri": uri}}
         subscribed = await http.post(f"{b.url}/v1/mcp", json=subscribe, headers=session)
@@ -356,18 +358,8 @@ async def test_one_key_in_two_projects_sees_each_projects_own_resources_and_sess
 
     # A session belongs to the key *in its project*: the same key elsewhere cannot use it.
     base = {"Authorization": f"Bearer {raw}", "Accept": "application/json, text/event-stream"}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
     async with httpx.AsyncClient(base_url=mcp_gateway.url, headers=base, timeout=10) as http:
-        opened = await http.post("/v1/mcp", json=initialize, headers={"OpenAI-Project": first})
+        opened = await http.post("/v1/mcp", json=LEGACY_INITIALIZE, headers={"OpenAI-Project": first})
         session = opened.headers["mcp-session-id"]
         elsewhere = await http.post(
             "/v1/mcp",

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from mcp_server.models import ToolCall
-from mcp_server.tests.conftest import mcp_client
-from mcp_server.tests.live import GatewayProcess
 from organizations.tests.factories import make_api_key
 from tests.fakes.serper import FakeSerper, StaticSite
+from tests.live_server import GatewayProcess
+from tests.mcp_client import mcp_client
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

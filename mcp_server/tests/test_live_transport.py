@@ -9,11 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from mcp_server.tests.conftest import mcp_client
-from mcp_server.tests.live import GatewayProcess
 from organizations.models import ApiKey
 from organizations.services import api_key_set_enabled
 from organizations.tests.factories import make_api_key
+from tests.live_server import GatewayProcess
+from tests.mcp_client import mcp_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from mcp_server.tests.conftest import mcp_client
-from mcp_server.tests.live import GatewayProcess
 from organizations.models import ProjectRateLimit
 from organizations.ratelimits import TOOL_CALLS
 from organizations.tests.factories import make_api_key
 from tests.fakes.serper import FakeSerper
+from tests.live_server import GatewayProcess
+from tests.mcp_client import mcp_client
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -24,7 +24,6 @@ from django.test import Client
 
 from accounts.models import User
 from accounts.services import token_pair_issue
-from gateway.tests.multiworker import UvicornWorkers
 from organizations import services
 from organizations.models import (
     ApiKey,
@@ -37,7 +36,7 @@ from organizations.models import (
 )
 from organizations.services.invites import invite_secret_hash
 from organizations.tests.factories import make_api_key, make_org, make_project, make_user
-from tests.live_server import LiveGateway
+from tests.live_server import GatewayProcess, LiveGateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -167,9 +166,9 @@ def test_the_migration_removes_only_automatic_reader_memberships() -> None:
 
 
 @pytest.fixture(scope="module")
-def workers(django_db_setup: None, django_db_blocker: Any) -> Iterator[UvicornWorkers]:
+def workers(django_db_setup: None, django_db_blocker: Any) -> Iterator[GatewayProcess]:
     with django_db_blocker.unblock():
-        started = UvicornWorkers(workers=2, needs_redis=True).start()
+        started = GatewayProcess(database=True, workers=2, needs_redis=True).start()
     yield started
     started.stop()
 
@@ -195,7 +194,7 @@ def _warm(base_url: str, token: str, path: str) -> None:
     assert [_status(base_url, token, path) for _ in range(6)] == [200] * 6  # cached on both workers
 
 
-def test_a_demoted_owner_keeps_no_owner_power(workers: UvicornWorkers) -> None:
+def test_a_demoted_owner_keeps_no_owner_power(workers: GatewayProcess) -> None:
     alice, bob = make_user(), make_user()
     org = make_org(owner=alice)
     OrganizationMember.objects.create(organization=org, user=bob, role="owner")
@@ -237,7 +236,7 @@ def test_a_demoted_owner_keeps_no_owner_power(workers: UvicornWorkers) -> None:
     assert _status(workers.url, alice_admin, users) == 401
 
 
-def test_a_removed_member_keys_stop_everywhere(workers: UvicornWorkers) -> None:
+def test_a_removed_member_keys_stop_everywhere(workers: GatewayProcess) -> None:
     owner, carol = make_user(), make_user()
     org = make_org(owner=owner)
     OrganizationMember.objects.create(organization=org, user=carol, role="owner")
@@ -262,7 +261,7 @@ def test_a_removed_member_keys_stop_everywhere(workers: UvicornWorkers) -> None:
 
 
 def test_a_user_disabled_in_django_admin_loses_their_keys_at_once(
-    workers: UvicornWorkers, admin_user: Any
+    workers: GatewayProcess, admin_user: Any
 ) -> None:
     dave = make_user(name="Dave")
     org = make_org(owner=dave)

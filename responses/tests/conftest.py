@@ -7,24 +7,15 @@ import pytest
 
 from gateway.redis import sync_client
 from inference.services import REGISTRY_VERSION_KEY
-from inference.tests.conftest import (  # noqa: F401 -- pytest fixtures, used by name
-    _fresh_registry,
-    live_gateway,
-    make_upstream,
-    project_key,
-    provider,
-    sdk,
-    upstream,
-)
-from responses.tests.workers import Workers
+from tests.live_server import CeleryWorkers
 
 
 @pytest.fixture(scope="module")
-def celery_workers(django_db_setup: None, django_db_blocker) -> Iterator[Workers]:  # type: ignore[no-untyped-def]
+def celery_workers(django_db_setup: None, django_db_blocker) -> Iterator[CeleryWorkers]:  # type: ignore[no-untyped-def]
     """Two real worker processes for one test module. Not longer: they consume the shared
     Celery queue, and other apps' tests may enqueue tasks they expect nobody to run."""
     with django_db_blocker.unblock():
-        workers = Workers(2).start()
+        workers = CeleryWorkers(2).start()
     yield workers
     workers.stop()
 

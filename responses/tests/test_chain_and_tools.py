@@ -200,7 +200,7 @@ class SmallContextUpstream(FakeUpstream):
 
 @pytest.mark.parametrize("truncation", ["auto", "disabled"])
 def test_truncation_auto_drops_the_oldest_history(sdk: openai.OpenAI, truncation: str) -> None:
-    from inference.tests.conftest import register
+    from tests.fixtures import register
 
     upstream = SmallContextUpstream(["fake-model"]).start()
     try:

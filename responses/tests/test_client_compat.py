@@ -3,7 +3,6 @@ tools, hosted-only tool types, and a web_search tool without live access."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,16 +18,6 @@ from tests.openai_spec import assert_valid
 pytestmark = pytest.mark.django_db(transaction=True)
 
 Key = tuple[object, str]
-
-
-@pytest.fixture
-def fake_serper(settings) -> Iterator[FakeSerper]:  # type: ignore[no-untyped-def]
-    fake = FakeSerper().start()
-    settings.SERPER_API_KEY = fake.api_key
-    settings.SERPER_BASE_URL = fake.base_url
-    settings.SERPER_SCRAPE_URL = fake.scrape_url
-    yield fake
-    fake.stop()
 
 
 def _chat_bodies(upstream: FakeUpstream) -> list[dict[str, Any]]:

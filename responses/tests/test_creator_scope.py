@@ -10,11 +10,11 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from inference.models import Provider
-from mcp_server.tests.conftest import mcp_client
 from organizations.models import ApiKey, ProjectMember
 from organizations.tests.factories import make_api_key, make_org, make_project, make_user
 from responses.tests.helpers import get, post
 from tests.live_server import LiveGateway
+from tests.mcp_client import mcp_client
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -112,10 +112,10 @@ async def test_mcp_response_resources_follow_the_creator(
 
     response_id = await run_sync(_alice_response, live_gateway, team["alice"])
     uri = f"response://{response_id}"
-    async with mcp_client(live_gateway, team["alice"]) as client:  # type: ignore[arg-type]
+    async with mcp_client(live_gateway, team["alice"]) as client:
         read: Any = await client.read_resource(uri)
     assert read.contents[0].text.startswith(f"# Response {response_id}")
     for caller in ("bob", "service"):
-        async with mcp_client(live_gateway, team[caller]) as client:  # type: ignore[arg-type]
+        async with mcp_client(live_gateway, team[caller]) as client:
             with pytest.raises(MCPError, match="Resource not found"):
                 await client.read_resource(uri)

@@ -27,9 +27,8 @@ from responses import services, tasks
 from responses.events import Sequencer, events_key, log_append_sync
 from responses.models import Response
 from responses.tests.helpers import headers, post, stream_events
-from responses.tests.workers import Workers
 from responses.validation import parse_create
-from tests.live_server import LiveGateway
+from tests.live_server import CeleryWorkers, LiveGateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -185,7 +184,7 @@ def test_runs_of_a_killed_worker_are_requeued_or_failed_within_30_s(
         pytest.skip("worker processes share the test database and the broker only on PostgreSQL + Redis")
     upstream.behaviour["fake-model"] = "slow_stream"
     upstream.delay = 0.03  # 200 chunks: about 6 s per run
-    workers = Workers(2).start()
+    workers = CeleryWorkers(2).start()
     try:
         plain = post(
             live_gateway,
@@ -228,7 +227,7 @@ def test_runs_of_a_killed_worker_are_requeued_or_failed_within_30_s(
         killed_at = time.monotonic()
     finally:
         workers.stop()
-    replacement = Workers(1).start(flush=False)  # the stream's event log must survive
+    replacement = CeleryWorkers(1).start(flush=False)  # the stream's event log must survive
     try:
 
         def settled() -> bool:

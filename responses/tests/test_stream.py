@@ -227,7 +227,7 @@ class LogprobUpstream(FakeUpstream):
 
 
 def test_logprobs_reach_the_output_text(live_gateway: LiveGateway, make_upstream: Any, project_key) -> None:
-    from inference.tests.conftest import register
+    from tests.fixtures import register
 
     upstream = LogprobUpstream(["fake-model"]).start()
     try:

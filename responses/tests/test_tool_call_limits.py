@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from inference.tests.conftest import register
 from responses.tests.test_web_search import SearchingUpstream
 from tests.fakes.serper import FakeSerper
+from tests.fixtures import register
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,18 +24,8 @@ def searcher() -> Iterator[SearchingUpstream]:
     upstream.stop()
 
 
-@pytest.fixture
-def serper(settings) -> Iterator[FakeSerper]:  # type: ignore[no-untyped-def]
-    fake = FakeSerper().start()
-    settings.SERPER_API_KEY = fake.api_key
-    settings.SERPER_BASE_URL = fake.base_url
-    settings.SERPER_SCRAPE_URL = fake.scrape_url
-    yield fake
-    fake.stop()
-
-
 def test_web_search_calls_are_limited_per_key(
-    sdk: openai.OpenAI, searcher: SearchingUpstream, serper: FakeSerper, settings
+    sdk: openai.OpenAI, searcher: SearchingUpstream, fake_serper: FakeSerper, settings
 ) -> None:
     settings.TOOL_CALLS_PER_MINUTE_PER_KEY = 1
     settings.RESPONSES_WEB_SEARCH_MAX_ROUNDS = 2
@@ -46,10 +36,10 @@ def test_web_search_calls_are_limited_per_key(
     assert response.error is not None
     assert response.error.code == "rate_limit_exceeded"
     assert response.error.message.startswith("Rate limit reached for tool calls per min")
-    assert len(serper.requests) == 1
+    assert len(fake_serper.requests) == 1
     # The next response is refused at its first search, before anything was answered: a 429.
     with pytest.raises(openai.RateLimitError) as refused:
         sdk.responses.create(model="searcher", input="And now?", tools=[{"type": "web_search"}])
     assert "this API key" in refused.value.message
     assert refused.value.response.headers["retry-after"]
-    assert len(serper.requests) == 1  # no credit spent on refused calls
+    assert len(fake_serper.requests) == 1  # no credit spent on refused calls

@@ -9,10 +9,10 @@ import openai
 import orjson
 import pytest
 
-from inference.tests.conftest import register
 from inference.tests.fake_upstream import FakeUpstream, _chunk, _usage
 from responses.tests.helpers import stream_events
 from tests.fakes.serper import FakeSerper, StaticSite
+from tests.fixtures import register
 from tests.live_server import LiveGateway
 from tests.openai_spec import assert_valid
 
@@ -100,16 +100,6 @@ def searching_upstream() -> Iterator[SearchingUpstream]:
     register(upstream, name="searcher")
     yield upstream
     upstream.stop()
-
-
-@pytest.fixture
-def fake_serper(settings) -> Iterator[FakeSerper]:  # type: ignore[no-untyped-def]
-    fake = FakeSerper().start()
-    settings.SERPER_API_KEY = fake.api_key
-    settings.SERPER_BASE_URL = fake.base_url
-    settings.SERPER_SCRAPE_URL = fake.scrape_url
-    yield fake
-    fake.stop()
 
 
 def _chat_bodies(upstream: FakeUpstream) -> list[dict[str, Any]]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server import web
 from tests.fakes.serper import FakeSerper, StaticSite
+from webtools import tools as web
 
 HTML = b"""<!doctype html><html><head><title>Otters of the River</title></head><body>
 <nav><a href="/">Home</a> | <a href="/about">About</a></nav>

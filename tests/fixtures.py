@@ -1,3 +1,6 @@
+"""Fixtures shared by several apps' tests, registered once by the root conftest.py
+(`pytest_plugins`), so no app's tests import another app's conftest."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -10,7 +13,10 @@ from inference.models import Provider
 from inference.registry import registry
 from inference.tests.fake_upstream import FakeUpstream
 from organizations.tests.factories import make_api_key
+from tests.fakes.serper import FakeSerper, StaticSite
 from tests.live_server import LiveGateway
+
+# --- The gateway in the test process, the fake upstream, a project key ------------------------
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +47,8 @@ def upstream(make_upstream: Callable[..., FakeUpstream]) -> FakeUpstream:
 
 @pytest.fixture(autouse=True)
 def _fresh_registry(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    # Reload the routing table on every request: tests change providers between calls.
+    """Every test starts with an empty traffic record and reloads the routing table on every
+    request: tests change providers between calls."""
     settings.MODEL_REGISTRY_REFRESH_SECONDS = 0
     settings.PROVIDER_EJECT_SECONDS = 30
     settings.USAGE_FLUSH_INTERVAL_SECONDS = 0.1
@@ -78,3 +85,25 @@ def sdk(live_gateway: LiveGateway, project_key: tuple[object, str]) -> openai.Op
         max_retries=0,
         _strict_response_validation=True,
     )
+
+
+# --- The web tools' fakes ----------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_serper(settings) -> Iterator[FakeSerper]:  # type: ignore[no-untyped-def]
+    """A fake Serper on 127.0.0.1, and the settings pointing the web tools at it."""
+    fake = FakeSerper().start()
+    settings.SERPER_API_KEY = fake.api_key
+    settings.SERPER_BASE_URL = fake.base_url
+    settings.SERPER_SCRAPE_URL = fake.scrape_url
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def site() -> Iterator[StaticSite]:
+    """A local web site for the page fetch."""
+    static = StaticSite().start()
+    yield static
+    static.stop()
