@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 export PORT
-APPS := gateway accounts organizations conversations responses inference mcp_server
+APPS := gateway accounts organizations conversations responses inference mcp_server webtools
 
 .PHONY: install install-dev run test test-fast lint typecheck checks pytest bench migrate compat
 
