@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from gateway.errors import InvalidRequest
-from inference import crypto, services
+from inference import crypto, endpoints, services
 from inference.models import Provider, ProviderModel, UsageRecord
 from inference.reports import usage_summary_by_project
 
@@ -29,10 +29,17 @@ class ProviderAdminForm(forms.ModelForm[Provider]):
 
     class Meta:
         model = Provider
-        fields = ("name", "base_url", "active", "organization", "project", "is_default")
+        fields = ("name", "base_url", "active", "organization", "project", "is_default", "model_endpoints")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        if "model_endpoints" in cleaned:
+            try:
+                cleaned["model_endpoints"] = endpoints.validate_model_endpoints(
+                    cleaned["model_endpoints"] or {}
+                )
+            except InvalidRequest as err:
+                self.add_error("model_endpoints", err.message)
         base_url = cleaned.get("base_url")
         if base_url:
             organization = cleaned.get("organization")
@@ -57,7 +64,7 @@ class ProviderAdminForm(forms.ModelForm[Provider]):
 class ProviderModelInline(admin.TabularInline[ProviderModel, Provider]):
     model = ProviderModel
     extra = 0
-    readonly_fields = ("model_id", "owned_by", "available", "first_seen_at", "last_seen_at")
+    readonly_fields = ("model_id", "owned_by", "endpoints", "available", "first_seen_at", "last_seen_at")
     can_delete = False
 
 

@@ -31,7 +31,7 @@ from django.conf import settings
 from accounts.auth import Principal
 from gateway import context, errors, metrics
 from gateway.background import fire_and_forget
-from inference import chat_validation
+from inference import chat_validation, endpoints
 from inference.models import UsageRecord
 from inference.netguard import PrivateAddressRefused
 from inference.registry import registry
@@ -64,6 +64,7 @@ class Call:
     outcome: str = UsageRecord.Outcome.SUCCESS
     recorded: bool = False
     admission: ratelimits.Admission = ratelimits.UNLIMITED
+    endpoint: str = endpoints.CHAT
 
     def record(self) -> None:
         """Append the usage row (once); the batch writer stores it off the request path."""
@@ -78,6 +79,7 @@ class Call:
             api_key_id=self.principal.api_key_id,
             user_id=self.principal.user_id,
             model=self.model[:300],
+            endpoint=self.endpoint,
             provider_id=self.route.provider_id if self.route else None,
             stream=self.stream,
             prompt_tokens=_count(usage.get("prompt_tokens")),
@@ -212,7 +214,7 @@ def model_not_found(model: str) -> errors.NotFound:
     )
 
 
-async def _send(route: Route, payload: bytes, stream: bool) -> aiohttp.ClientResponse:
+async def _send(route: Route, payload: bytes, stream: bool, endpoint: str) -> aiohttp.ClientResponse:
     headers = {
         "Content-Type": "application/json",
         "Accept": "text/event-stream" if stream else "application/json",
@@ -224,7 +226,10 @@ async def _send(route: Route, payload: bytes, stream: bool) -> aiohttp.ClientRes
         headers["X-Request-ID"] = request_id
     async with asyncio.timeout(settings.UPSTREAM_FIRST_BYTE_TIMEOUT):
         return await session(public_only=route.public_only).post(
-            api_url(route.base_url, "chat/completions"), data=payload, headers=headers, allow_redirects=False
+            api_url(route.base_url, endpoints.UPSTREAM_PATH[endpoint]),
+            data=payload,
+            headers=headers,
+            allow_redirects=False,
         )
 
 
@@ -254,7 +259,7 @@ async def _connect(call: Call, routes: list[Route], payload: bytes) -> aiohttp.C
     for route in routes[:_MAX_ATTEMPTS]:
         call.route = route
         try:
-            response = await _send(route, payload, call.stream)
+            response = await _send(route, payload, call.stream, call.endpoint)
         except _NOT_SENT as exc:
             last_error = errors.UpstreamError("Could not reach the model server.")
             _provider_failed(route, f"{type(exc).__name__}: {exc}")
@@ -312,11 +317,24 @@ class Opened:
 
 async def open_chat(principal: Principal, body: dict[str, Any], raw: bytes | None = None) -> Opened:
     """Route and open one chat completion. `raw`, when given, is forwarded as it is."""
+    return await open_call(principal, body, raw, endpoint=endpoints.CHAT)
+
+
+async def open_call(
+    principal: Principal, body: dict[str, Any], raw: bytes | None = None, *, endpoint: str
+) -> Opened:
+    """Route and open one call of a model endpoint (chat, text completions, embeddings): the
+    routing, failover, limits and usage accounting every endpoint shares."""
     model = body["model"]
-    call = Call(principal=principal, model=model, stream=bool(body.get("stream")))
-    routes, known = await registry.routes_for(model, principal.organization_id, principal.project_id)
-    if not known:
+    streams = endpoint != endpoints.EMBEDDINGS and bool(body.get("stream"))
+    call = Call(principal=principal, model=model, stream=streams, endpoint=endpoint)
+    routes, found = await registry.routes_serving(
+        model, principal.organization_id, principal.project_id, endpoint
+    )
+    if found == "unknown":
         raise model_not_found(model)
+    if found == "unsupported":
+        raise endpoints.not_supported(model, endpoint)
     # After the model check, so a mistyped model costs no quota. Raises RateLimited (429).
     call.admission = await ratelimits.admit(principal, model=model, stream=call.stream)
     wants_usage = False

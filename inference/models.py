@@ -29,6 +29,9 @@ class Provider(models.Model):
     )
     # Registered from JAN_INFERENCE_MODEL_URL; kept in step with that variable.
     is_default = models.BooleanField(default=False)
+    # Model-id glob → the endpoints those models serve, for upstreams whose /v1/models does not
+    # say (inference.endpoints); models matching no pattern serve every endpoint.
+    model_endpoints = models.JSONField(default=dict, blank=True)
     healthy = models.BooleanField(default=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_check_at = models.DateTimeField(null=True, blank=True)
@@ -55,6 +58,8 @@ class ProviderModel(models.Model):
     model_id = models.CharField(max_length=300)
     owned_by = models.CharField(max_length=200, blank=True)
     created = models.BigIntegerField(default=0)  # the upstream's `created`, unix seconds
+    # The endpoints the upstream's /v1/models says the model serves; empty when it does not say.
+    endpoints = models.JSONField(default=list, blank=True)
     # False once the upstream stopped listing it; kept for history and usage joins.
     available = models.BooleanField(default=True)
     first_seen_at = models.DateTimeField(default=timezone.now)

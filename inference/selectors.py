@@ -9,6 +9,8 @@ from django.db.models import Q, QuerySet
 
 from gateway.errors import NotFound
 from inference import crypto
+from inference.endpoints import ALL as EVERY_ENDPOINT
+from inference.endpoints import effective_endpoints
 from inference.models import Provider, ProviderModel
 
 
@@ -29,6 +31,7 @@ class Route:
     public_only: bool = False  # an organization's own provider: public addresses only (netguard)
     # Unix time of the provider's last good health poll (0: never): a poll after an ejection ends it.
     last_good_poll_at: float = 0.0
+    endpoints: tuple[str, ...] = EVERY_ENDPOINT  # what it serves: chat.completions, completions, embeddings
 
     def visible_to(self, organization_id: int, project_id: int | None) -> bool:
         if self.project_id is not None:
@@ -61,6 +64,7 @@ def routes_load() -> list[Route]:
             last_good_poll_at=row.provider.last_good_poll_at.timestamp()
             if row.provider.last_good_poll_at
             else 0.0,
+            endpoints=effective_endpoints(row.model_id, row.endpoints, row.provider.model_endpoints),
         )
         for row in rows
     ]

@@ -13,6 +13,12 @@ class ProviderCreateIn(serializers.Serializer[Any]):
     api_key = serializers.CharField(required=False, allow_blank=True, max_length=4000, write_only=True)
     active = serializers.BooleanField(required=False, default=True)
     project_id = serializers.CharField(required=False, allow_null=True, max_length=40)
+    model_endpoints = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Model-id glob → the endpoints those models serve (chat.completions, completions, "
+        "embeddings), for upstreams whose /v1/models does not say. Unmatched models serve all.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(self.initial_data) - set(self.fields)
@@ -44,6 +50,7 @@ class ProviderOut(serializers.Serializer[Provider]):
     last_error = serializers.CharField(allow_null=True, help_text="null for global providers.")
     latency_ms = serializers.FloatField(allow_null=True)
     models = serializers.SerializerMethodField()
+    model_endpoints = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
     created_at = serializers.SerializerMethodField()
 
     def to_representation(self, instance: Provider) -> dict[str, Any]:

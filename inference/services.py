@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from gateway.errors import InvalidRequest
 from gateway.redis import sync_client
-from inference import crypto, netguard
+from inference import crypto, endpoints, netguard
 from inference.models import Provider, ProviderModel
 from inference.selectors import provider_is_public_only
 from inference.upstream import api_url
@@ -67,6 +67,7 @@ def provider_create(
     organization_id: int | None = None,
     project: Project | None = None,
     is_default: bool = False,
+    model_endpoints: dict[str, Any] | None = None,
 ) -> Provider:
     if organization is not None:
         organization_id = organization.pk
@@ -81,6 +82,7 @@ def provider_create(
         organization_id=organization_id,
         project=project,
         is_default=is_default,
+        model_endpoints=endpoints.validate_model_endpoints(model_endpoints or {}),
     )
     transaction.on_commit(registry_bump)
     return provider
@@ -94,6 +96,8 @@ def provider_update(*, provider: Provider, **changes: Any) -> Provider:
         )
     if "api_key" in changes:
         provider.api_key_encrypted = crypto.encrypt(changes.pop("api_key") or "")
+    if "model_endpoints" in changes:
+        provider.model_endpoints = endpoints.validate_model_endpoints(changes.pop("model_endpoints"))
     for field in ("name", "active"):
         if field in changes:
             setattr(provider, field, changes.pop(field))
@@ -160,6 +164,7 @@ def _models_sync(provider: Provider, listed: list[dict[str, Any]]) -> None:
             defaults={
                 "owned_by": str(entry.get("owned_by") or ""),
                 "created": int(entry.get("created") or 0),
+                "endpoints": endpoints.learned_endpoints(entry),
                 "available": True,
                 "last_seen_at": now,
             },

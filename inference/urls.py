@@ -6,6 +6,8 @@ from inference import report_views, views, views_chat
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/chat/completions", views_chat.chat_completions, name="chat-completions"),
+    path("v1/completions", views_chat.completions, name="completions"),
+    path("v1/embeddings", views_chat.embeddings, name="embeddings"),
     path("v1/models", views_chat.models_list, name="models-list"),
     path("v1/models/<path:model>", views_chat.model_retrieve, name="models-retrieve"),
     path("v1/organization/models/providers", views.ProviderCollection.as_view(), name="providers"),

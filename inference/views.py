@@ -88,6 +88,7 @@ class ProviderCollection(APIView):
             active=data["active"],
             organization_id=principal.organization_id,
             project=_project(principal, data.get("project_id")),
+            model_endpoints=data.get("model_endpoints"),
         )
         # Registering lists the upstream's models at once (and records its health).
         provider = services.provider_check(provider_id=provider.pk, force=True) or provider

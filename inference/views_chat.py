@@ -39,3 +39,15 @@ async def models_list(request: HttpRequest) -> HttpResponseBase:
 @require_GET
 async def model_retrieve(request: HttpRequest, model: str) -> HttpResponseBase:
     return django_response(await hotpath.model_retrieve(request.headers, model))
+
+
+@csrf_exempt
+@require_POST
+async def completions(request: HttpRequest) -> HttpResponseBase:
+    return django_response(await hotpath.completions(request.headers, request.body))
+
+
+@csrf_exempt
+@require_POST
+async def embeddings(request: HttpRequest) -> HttpResponseBase:
+    return django_response(await hotpath.embeddings(request.headers, request.body))
