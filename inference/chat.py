@@ -39,7 +39,7 @@ from inference.selectors import Route
 from inference.services import provider_ejection_record
 from inference.upstream import api_url, session
 from inference.usage import usage_buffer
-from organizations import ratelimits
+from organizations import model_access, ratelimits
 
 logger = logging.getLogger(__name__)
 
@@ -333,6 +333,8 @@ async def open_call(
     )
     if found == "unknown":
         raise model_not_found(model)
+    if principal.model_access and not model_access.model_allowed(principal.model_access, model):
+        raise model_access.model_not_allowed(model)
     if found == "unsupported":
         raise endpoints.not_supported(model, endpoint)
     # After the model check, so a mistyped model costs no quota. Raises RateLimited (429).

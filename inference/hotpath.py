@@ -26,12 +26,13 @@ from typing import Any
 import orjson
 from django.conf import settings
 
-from accounts.auth import AsgiHeaders, Headers, aprincipal_from_headers
+from accounts.auth import AsgiHeaders, Headers, Principal, aprincipal_from_headers
 from gateway import context, errors
 from gateway.middleware import log_request, request_id_from
 from inference import chat, endpoints
 from inference.registry import registry
 from inference.selectors import Route
+from organizations.model_access import model_allowed
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -113,7 +114,9 @@ async def models_list(headers: Headers) -> Reply:
     except errors.GatewayError as err:
         return Reply.error(err)
     routes = await registry.models_for(principal.organization_id, principal.project_id)
-    return Reply.json({"object": "list", "data": [model_object(route) for route in routes]})
+    return Reply.json(
+        {"object": "list", "data": [model_object(route) for route in routes if _may_use(principal, route)]}
+    )
 
 
 async def model_retrieve(headers: Headers, model: str) -> Reply:
@@ -122,9 +125,13 @@ async def model_retrieve(headers: Headers, model: str) -> Reply:
     except errors.GatewayError as err:
         return Reply.error(err)
     for route in await registry.models_for(principal.organization_id, principal.project_id):
-        if route.model_id == model:
+        if route.model_id == model and _may_use(principal, route):
             return Reply.json(model_object(route))
     return Reply.error(chat.model_not_found(model))
+
+
+def _may_use(principal: Principal, route: Route) -> bool:
+    return not principal.model_access or model_allowed(principal.model_access, route.model_id)
 
 
 def model_object(route: Route) -> dict[str, Any]:

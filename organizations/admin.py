@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from gateway.errors import InvalidRequest
 from organizations import services
+from organizations.model_access import allow_list_check
 from organizations.models import (
     ApiKey,
     AuditLogEntry,
@@ -26,6 +27,7 @@ from organizations.models import (
     ProjectRateLimit,
     ServiceAccount,
 )
+from organizations.services.model_access import api_key_model_access_set, project_model_access_set
 from organizations.services.rate_limits import LIMIT_FIELDS
 
 
@@ -172,13 +174,46 @@ class ProjectRateLimitInline(admin.TabularInline[ProjectRateLimit, Project]):
     fields = ("model", *LIMIT_FIELDS)
 
 
+def _clean_allowed_models(form: ModelForm[Any]) -> list[str]:
+    try:
+        return allow_list_check(form.cleaned_data.get("allowed_models") or [])
+    except InvalidRequest as err:
+        raise ValidationError(err.message) from None
+
+
+class ProjectAdminForm(ModelForm[Project]):
+    class Meta:
+        model = Project
+        fields = ("allowed_models",)  # the admin adds the rest of its fields
+
+    def clean_allowed_models(self) -> list[str]:
+        return _clean_allowed_models(self)
+
+
+class ApiKeyChangeForm(ModelForm[ApiKey]):
+    class Meta:
+        model = ApiKey
+        fields = ("allowed_models",)  # the admin adds the rest of its fields
+
+    def clean_allowed_models(self) -> list[str]:
+        return _clean_allowed_models(self)
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin[Project]):
+    form = ProjectAdminForm
     list_display = ("name", "public_id", "organization", "status", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "public_id", "organization__name")
     readonly_fields = ("public_id", "created_at")
     inlines = [ProjectMemberInline, ProjectRateLimitInline]
+
+    def save_model(self, request: HttpRequest, obj: Project, form: ModelForm[Project], change: bool) -> None:
+        allowed = obj.allowed_models
+        super().save_model(request, obj, form, change)
+        if change and "allowed_models" in form.changed_data:
+            # Through the service: checked, audited, and every key of the project dropped from the cache.
+            project_model_access_set(project=obj, allowed_models=allowed, actor=_admin_actor(request))
 
     def save_formset(
         self,
@@ -301,8 +336,11 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         "created_at",
         "deleted_at",
         *LIMIT_FIELDS,
+        "allowed_models",
     )
-    readonly_fields = tuple(name for name in fields if name not in LIMIT_FIELDS)  # only limits change here
+    # Only limits and the model allow-list change here.
+    readonly_fields = tuple(name for name in fields if name not in (*LIMIT_FIELDS, "allowed_models"))
+    form = ApiKeyChangeForm
     actions = ["revoke", "disable", "enable"]
 
     add_fields = (*ApiKeyAddForm.Meta.fields, "expires_in")
@@ -342,7 +380,14 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
             request._created_api_key_value = raw_key  # type: ignore[attr-defined]
             return
         limits = {name: form.cleaned_data[name] for name in LIMIT_FIELDS if name in form.cleaned_data}
-        services.api_key_limits_set(key=ApiKey.objects.get(pk=obj.pk), actor=_admin_actor(request), **limits)
+        actor = _admin_actor(request)
+        services.api_key_limits_set(key=ApiKey.objects.get(pk=obj.pk), actor=actor, **limits)
+        if "allowed_models" in form.changed_data:
+            api_key_model_access_set(
+                key=ApiKey.objects.get(pk=obj.pk),
+                allowed_models=form.cleaned_data["allowed_models"],
+                actor=actor,
+            )
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None

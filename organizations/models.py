@@ -67,6 +67,8 @@ class Project(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Model ids or glob patterns the project's callers may use; empty: every model.
+    allowed_models = models.JSONField(default=list, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.public_id})"
@@ -138,6 +140,8 @@ class ApiKey(models.Model):
     max_requests_per_1_minute = models.PositiveIntegerField(default=0)
     max_tokens_per_1_minute = models.PositiveIntegerField(default=0)
     max_concurrent_streams = models.PositiveIntegerField(default=0)
+    # Model ids or glob patterns this key may use, within its project's list; empty: no own list.
+    allowed_models = models.JSONField(default=list, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

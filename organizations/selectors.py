@@ -144,6 +144,11 @@ def api_key_snapshot_load(*, key_hash: str) -> KeySnapshot | None:
         usable=usable,
         rate_limits=api_key_rate_rules(key=key)
         + (project_rate_rules(project_id=key.project_id) if key.project_id else ()),
+        model_access=tuple(
+            tuple(allowed)
+            for allowed in (key.allowed_models, project.allowed_models if project else [])
+            if allowed
+        ),
     )
 
 

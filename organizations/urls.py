@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path, register_converter
 
-from organizations import rate_limit_views, views
+from organizations import model_access_views, rate_limit_views, views
 
 
 class OrganizationIdConverter:
@@ -65,6 +65,16 @@ _SCOPED: list[tuple[str, object, str]] = [
         "/projects/<str:project_id>/api_keys/<str:key_id>/rate_limits",
         rate_limit_views.ProjectKeyRateLimit,
         "project-api-key-rate-limits",
+    ),
+    (
+        "/projects/<str:project_id>/model_access",
+        model_access_views.ProjectModelAccess,
+        "project-model-access",
+    ),
+    (
+        "/projects/<str:project_id>/api_keys/<str:key_id>/model_access",
+        model_access_views.ProjectKeyModelAccess,
+        "project-api-key-model-access",
     ),
 ]
 
