@@ -23,7 +23,7 @@ from gateway.background import fire_and_forget, run_sync
 from gateway.db_router import authoritative, principal_bind
 from gateway.errors import AuthenticationError, Forbidden, NotFound
 from organizations import keycache, selectors
-from organizations.keycache import KeySnapshot, RateRule
+from organizations.keycache import Budget, KeySnapshot, RateRule
 from organizations.models import ApiKey
 from organizations.services import api_key_hash, api_key_touch
 from organizations.services.keys import KEY_PATTERN
@@ -67,6 +67,8 @@ class Principal:
     rate_limits: tuple[RateRule, ...] = ()
     # Allow-lists of model ids or globs (the key's, the project's); a model must pass every one.
     model_access: tuple[tuple[str, ...], ...] = ()
+    # Monthly budgets (the key's, the project's) as organizations.budgets checks them.
+    budgets: tuple[Budget, ...] = ()
 
     @property
     def is_admin_key(self) -> bool:
@@ -113,6 +115,7 @@ def _principal_for_key(
     project_public_id: str | None,
     project_rules: tuple[RateRule, ...] = (),
     project_access: tuple[tuple[str, ...], ...] = (),
+    project_budgets: tuple[Budget, ...] = (),
 ) -> Principal:
     return Principal(
         kind="api_key",
@@ -129,6 +132,7 @@ def _principal_for_key(
         # A project-bound key's entry holds its project's rules; an organization key's do not.
         rate_limits=snapshot.rate_limits + project_rules,
         model_access=snapshot.model_access + project_access,
+        budgets=snapshot.budgets + project_budgets,
     )
 
 
@@ -139,7 +143,9 @@ def _fixed_project(snapshot: KeySnapshot, requested: str | None) -> bool:
     return True
 
 
-ProjectChoice = tuple[int | None, str | None, tuple[RateRule, ...], tuple[tuple[str, ...], ...]]
+ProjectChoice = tuple[
+    int | None, str | None, tuple[RateRule, ...], tuple[tuple[str, ...], ...], tuple[Budget, ...]
+]
 
 
 def _organization_key_project(snapshot: KeySnapshot, requested: str | None) -> ProjectChoice:
@@ -161,9 +167,10 @@ def _organization_key_project_read(snapshot: KeySnapshot, requested: str | None)
     else:
         project = selectors.project_default_for_organization(organization_id=snapshot.organization_id)
     if project is None:
-        return None, None, (), ()
+        return None, None, (), (), ()
     access = (tuple(project.allowed_models),) if project.allowed_models else ()
-    return project.pk, project.public_id, selectors.project_rate_rules(project_id=project.pk), access
+    rules = selectors.project_rate_rules(project_id=project.pk)
+    return project.pk, project.public_id, rules, access, selectors.project_budgets(project=project)
 
 
 def _check_organization_header(headers: Headers, organization_public_id: str) -> None:
@@ -195,9 +202,10 @@ def _key_principal_sync(headers: Headers, token: str, route: RouteClass) -> Prin
     requested = headers.get("OpenAI-Project")
     project_rules: tuple[RateRule, ...] = ()
     project_access: tuple[tuple[str, ...], ...] = ()
+    project_budgets: tuple[Budget, ...] = ()
     if snapshot.key_type == ApiKey.Type.ORGANIZATION and route == "data":
-        project_id, project_public_id, project_rules, project_access = _organization_key_project(
-            snapshot, requested
+        project_id, project_public_id, project_rules, project_access, project_budgets = (
+            _organization_key_project(snapshot, requested)
         )
     elif snapshot.project_id is not None and _fixed_project(snapshot, requested):
         project_id, project_public_id = snapshot.project_id, snapshot.project_public_id
@@ -205,7 +213,9 @@ def _key_principal_sync(headers: Headers, token: str, route: RouteClass) -> Prin
         project_id, project_public_id = None, None
     if _touch_due(snapshot.id):
         api_key_touch(key_id=snapshot.id)
-    return _principal_for_key(snapshot, project_id, project_public_id, project_rules, project_access)
+    return _principal_for_key(
+        snapshot, project_id, project_public_id, project_rules, project_access, project_budgets
+    )
 
 
 # --- JWT ---------------------------------------------------------------------------------
@@ -246,6 +256,7 @@ def _jwt_principal_read(headers: Headers, token: str, route: RouteClass) -> Prin
     project_id: int | None = None
     project_public_id: str | None = None
     project_access: tuple[tuple[str, ...], ...] = ()
+    project_budgets: tuple[Budget, ...] = ()
     if requested_project:
         selected = (
             selectors.project_list_for_user(organization_id=organization.pk, user_id=user.pk)
@@ -258,6 +269,7 @@ def _jwt_principal_read(headers: Headers, token: str, route: RouteClass) -> Prin
             )
         project_id, project_public_id = selected.pk, selected.public_id
         project_access = (tuple(selected.allowed_models),) if selected.allowed_models else ()
+        project_budgets = selectors.project_budgets(project=selected)
     elif route == "data":
         candidates = selectors.project_list_for_user(organization_id=organization.pk, user_id=user.pk)
         default_project = selectors.project_default_for_user(user_id=user.pk)
@@ -269,6 +281,7 @@ def _jwt_principal_read(headers: Headers, token: str, route: RouteClass) -> Prin
         if selected is not None:
             project_id, project_public_id = selected.pk, selected.public_id
             project_access = (tuple(selected.allowed_models),) if selected.allowed_models else ()
+            project_budgets = selectors.project_budgets(project=selected)
     return Principal(
         kind="jwt",
         organization_id=organization.pk,
@@ -279,6 +292,7 @@ def _jwt_principal_read(headers: Headers, token: str, route: RouteClass) -> Prin
         user_public_id=user.public_id,
         rate_limits=selectors.project_rate_rules(project_id=project_id) if project_id else (),
         model_access=project_access,
+        budgets=project_budgets,
     )
 
 
@@ -333,8 +347,9 @@ async def aprincipal_from_headers(headers: Headers, *, route: RouteClass = "data
     requested = headers.get("OpenAI-Project")
     project_rules: tuple[RateRule, ...] = ()
     project_access: tuple[tuple[str, ...], ...] = ()
+    project_budgets: tuple[Budget, ...] = ()
     if snapshot.key_type == ApiKey.Type.ORGANIZATION and route == "data":
-        project_id, project_public_id, project_rules, project_access = await run_sync(
+        project_id, project_public_id, project_rules, project_access, project_budgets = await run_sync(
             _organization_key_project, snapshot, requested
         )
     elif snapshot.project_id is not None and _fixed_project(snapshot, requested):
@@ -345,5 +360,8 @@ async def aprincipal_from_headers(headers: Headers, *, route: RouteClass = "data
         # Off the request path: nobody awaits it; a lost touch only delays last_used_at.
         fire_and_forget(api_key_touch, key_id=snapshot.id)
     return _finish(
-        _principal_for_key(snapshot, project_id, project_public_id, project_rules, project_access), route
+        _principal_for_key(
+            snapshot, project_id, project_public_id, project_rules, project_access, project_budgets
+        ),
+        route,
     )

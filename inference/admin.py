@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from gateway.errors import InvalidRequest
 from inference import crypto, endpoints, services
-from inference.models import Provider, ProviderModel, UsageRecord
+from inference.models import ModelPrice, Provider, ProviderModel, UsageRecord
 from inference.reports import usage_summary_by_project
 
 
@@ -68,6 +68,15 @@ class ProviderModelInline(admin.TabularInline[ProviderModel, Provider]):
     can_delete = False
 
 
+class ModelPriceInline(admin.TabularInline[ModelPrice, Provider]):
+    """Prices per million tokens; "*" prices the provider's other models. Usage rows keep the cost
+    of their time, so a change here prices new calls only (from every worker's next reload)."""
+
+    model = ModelPrice
+    extra = 0
+    fields = ("model_id", "input_per_million", "cached_input_per_million", "output_per_million", "currency")
+
+
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin[Provider]):
     list_display = (
@@ -94,7 +103,7 @@ class ProviderAdmin(admin.ModelAdmin[Provider]):
         "updated_at",
     )
     form = ProviderAdminForm
-    inlines = [ProviderModelInline]
+    inlines = [ProviderModelInline, ModelPriceInline]
     actions = ["check_now"]
 
     def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
@@ -132,8 +141,19 @@ class RecentPeriodFilter(admin.SimpleListFilter):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
-    list_display = ("created_at", "organization", "project", "model", "total_tokens", "latency_ms", "outcome")
-    list_filter = (RecentPeriodFilter, "outcome", "stream", "model", "project")
+    list_display = (
+        "created_at",
+        "organization",
+        "project",
+        "model",
+        "endpoint",
+        "total_tokens",
+        "cost",
+        "currency",
+        "latency_ms",
+        "outcome",
+    )
+    list_filter = (RecentPeriodFilter, "outcome", "endpoint", "stream", "model", "project")
     date_hierarchy = "created_at"
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:

@@ -31,7 +31,7 @@ from django.conf import settings
 from accounts.auth import Principal
 from gateway import context, errors, metrics
 from gateway.background import fire_and_forget
-from inference import chat_validation, endpoints
+from inference import chat_validation, costs, endpoints
 from inference.models import UsageRecord
 from inference.netguard import PrivateAddressRefused
 from inference.registry import registry
@@ -73,6 +73,7 @@ class Call:
         self.recorded = True
         usage = self.usage or {}
         now = time.perf_counter()
+        cost, currency = costs.call_cost(self.route.price if self.route else None, usage)
         usage_buffer.add(
             organization_id=self.principal.organization_id,
             project_id=self.principal.project_id,
@@ -85,6 +86,9 @@ class Call:
             prompt_tokens=_count(usage.get("prompt_tokens")),
             completion_tokens=_count(usage.get("completion_tokens")),
             total_tokens=_count(usage.get("total_tokens")),
+            cached_tokens=costs.cached_tokens(usage),
+            cost=cost,
+            currency=currency,
             latency_ms=round((now - self.started) * 1000, 2),
             time_to_first_token_ms=round((self.first_byte_at - self.started) * 1000, 2)
             if self.first_byte_at
@@ -111,9 +115,10 @@ class Call:
         metrics.tokens_counted(
             self.model, self.principal.project_public_id or "", prompt_tokens, completion_tokens
         )
-        # Token limits count what was really used; this also gives back a stream slot.
+        # Token limits and budgets count what was really used; this also gives back a stream slot.
         self.admission.finish_soon(
-            total_tokens=_count(usage.get("total_tokens")) or prompt_tokens + completion_tokens
+            total_tokens=_count(usage.get("total_tokens")) or prompt_tokens + completion_tokens,
+            cost_nanos=costs.budget_nanos(cost, currency),
         )
 
     def fail(self, err: errors.GatewayError, outcome: str) -> errors.GatewayError:

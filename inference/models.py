@@ -74,6 +74,33 @@ class ProviderModel(models.Model):
         return f"{self.model_id} @ {self.provider_id}"
 
 
+class ModelPrice(models.Model):
+    """What one provider charges for one model, per million tokens. Usage rows store their cost at
+    the price of their time, so changing a price never rewrites past costs."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="prices")
+    model_id = models.CharField(max_length=300)
+    input_per_million = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    cached_input_per_million = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    output_per_million = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    currency = models.CharField(max_length=8, default="usd")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model_id"], name="one_price_per_provider_model"),
+            models.CheckConstraint(
+                condition=models.Q(input_per_million__gte=0)
+                & models.Q(cached_input_per_million__gte=0)
+                & models.Q(output_per_million__gte=0),
+                name="prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} @ {self.provider_id}: {self.input_per_million}/{self.output_per_million} {self.currency}"
+
+
 class UsageRecord(models.Model):
     """One proxied chat completion. Written in batches, off the request path (inference.usage)."""
 
@@ -96,6 +123,10 @@ class UsageRecord(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    # At the provider's price for the model when the call ended (0 when it has no price).
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    currency = models.CharField(max_length=8, default="usd")
     latency_ms = models.FloatField(default=0)
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
     status_code = models.PositiveSmallIntegerField(default=200)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path, re_path
 
-from inference import report_views, views, views_chat
+from inference import cost_views, report_views, views, views_chat
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/chat/completions", views_chat.chat_completions, name="chat-completions"),
@@ -14,6 +14,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path(
         "v1/organization/models/providers/<str:provider_id>", views.ProviderDetail.as_view(), name="provider"
     ),
+    path("v1/organization/costs", cost_views.OrganizationCosts.as_view(), name="organization-costs"),
     # Usage reports (inference.report_views); a regex for org ids, like organizations.urls' converter.
     path(
         "v1/organization/usage/completions", report_views.UsageCompletions.as_view(), name="usage-completions"

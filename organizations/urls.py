@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path, register_converter
 
-from organizations import model_access_views, rate_limit_views, views
+from organizations import budget_views, model_access_views, rate_limit_views, views
 
 
 class OrganizationIdConverter:
@@ -75,6 +75,12 @@ _SCOPED: list[tuple[str, object, str]] = [
         "/projects/<str:project_id>/api_keys/<str:key_id>/model_access",
         model_access_views.ProjectKeyModelAccess,
         "project-api-key-model-access",
+    ),
+    ("/projects/<str:project_id>/budget", budget_views.ProjectBudget, "project-budget"),
+    (
+        "/projects/<str:project_id>/api_keys/<str:key_id>/budget",
+        budget_views.ProjectKeyBudget,
+        "project-api-key-budget",
     ),
 ]
 
