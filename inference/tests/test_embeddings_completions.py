@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import struct
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -174,3 +175,43 @@ def test_wrong_method_and_paths_below_the_routes(live_gateway: LiveGateway) -> N
     below = httpx.post(f"{live_gateway.url}/v1/completions/extra", json={})
     assert below.status_code == 404
     assert below.json()["error"]["code"] == "unknown_url"
+
+
+def test_no_database_read_per_call_once_warm(
+    sdk: openai.OpenAI,
+    embedding_upstream: FakeUpstream,
+    project_key: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every thread's statements are counted (the server runs in this process): once the key
+    and the routing table are cached, a call reads nothing from the database; its usage row is
+    written later, in a batch."""
+    if not settings.REDIS_URL:
+        pytest.skip("without Redis the key cache is per process and refills from the database each second")
+    from django.db.backends import utils
+
+    from organizations.models import Project
+
+    # A caller with an allow-list and a budget: both come with the cached key entry.
+    Project.objects.filter(pk=project_key[0].project_id).update(
+        allowed_models=["fake-*"], monthly_budget=Decimal(100)
+    )
+    sdk.embeddings.create(model="fake-embed", input="warm", encoding_format="float")
+    sdk.completions.create(model="fake-model", prompt="warm")
+    settings.MODEL_REGISTRY_REFRESH_SECONDS = 60  # the table just loaded stays: no reload mid-test
+    reads: list[str] = []
+    original = utils.CursorWrapper._execute
+
+    def counting(self: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        if sql.lstrip().upper().startswith("SELECT"):
+            reads.append(sql)
+        return original(self, sql, *args, **kwargs)
+
+    monkeypatch.setattr(utils.CursorWrapper, "_execute", counting)
+    for index in range(5):
+        sdk.embeddings.create(model="fake-embed", input=f"text {index}", encoding_format="float")
+        sdk.completions.create(model="fake-model", prompt=f"prompt {index}")
+    assert reads == []
+    UsageRecord.objects.exists()  # the counter sees reads: the empty list above is not blindness
+    assert len(reads) == 1
