@@ -219,6 +219,18 @@ class ProjectAdmin(admin.ModelAdmin[Project]):
     list_display = ("name", "public_id", "organization", "status", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "public_id", "organization__name")
+    fields = (
+        "public_id",
+        "organization",
+        "name",
+        "status",
+        "archived_at",
+        "created_at",
+        "deleted_at",
+        "allowed_models",
+        *BUDGET_FIELDS,
+        "budget_state",
+    )
     readonly_fields = ("public_id", "created_at", "budget_state")
     inlines = [ProjectMemberInline, ProjectRateLimitInline]
 
