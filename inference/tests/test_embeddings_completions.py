@@ -215,3 +215,19 @@ def test_no_database_read_per_call_once_warm(
     assert reads == []
     UsageRecord.objects.exists()  # the counter sees reads: the empty list above is not blindness
     assert len(reads) == 1
+
+
+def test_embeddings_fail_over_to_another_provider(sdk: openai.OpenAI, make_upstream: Any) -> None:
+    broken: FakeUpstream = make_upstream(["shared-embed"])
+    working: FakeUpstream = make_upstream(["shared-embed"])
+    for upstream in (broken, working):
+        upstream.capabilities = {"shared-embed": ["embedding"]}
+    register(broken, name="broken")
+    healthy = register(working, name="working")
+    broken.down = True  # answers 503 from now on; the health poll has not noticed yet
+    for index in range(10):
+        answer = sdk.embeddings.create(model="shared-embed", input=f"x {index}", encoding_format="float")
+        assert answer.data[0].embedding == embedding_vector(f"x {index}", 8)
+    assert any(r["path"] == "/v1/embeddings" for r in broken.requests)  # tried, then failed over
+    rows = _rows(working, 10, "embeddings")
+    assert {row.provider_id for row in rows if row.outcome == "success"} == {healthy.pk}
