@@ -1,8 +1,9 @@
 """Chat completions through the registry: the one code path every chat caller goes through.
 
 `/v1/chat/completions` (inference.hotpath), conversation-aware chat and the Responses API all
-open the upstream here, so routing, failover, outlier detection, timeouts and usage
-accounting are written once:
+open the upstream here, and so do `/v1/completions` and `/v1/embeddings` (`open_call` with their
+endpoint), so routing, failover, outlier detection, timeouts, model access, limits, budgets and
+usage accounting are written once:
 
 - `open_chat` routes the request and opens the upstream response (a failure before the first
   byte is retried once on another provider); it raises GatewayError before anything is sent.
