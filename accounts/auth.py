@@ -23,7 +23,7 @@ from gateway.background import fire_and_forget, run_sync
 from gateway.db_router import authoritative, principal_bind
 from gateway.errors import AuthenticationError, Forbidden, NotFound
 from organizations import keycache, selectors
-from organizations.keycache import KeySnapshot, RateRule
+from organizations.keycache import Budget, KeySnapshot, RateRule
 from organizations.models import ApiKey
 from organizations.services import api_key_hash, api_key_touch
 from organizations.services.keys import KEY_PATTERN
@@ -65,6 +65,10 @@ class Principal:
     service_account_id: int | None = None
     # The key's and the project's limits, so admission needs no query (organizations.ratelimits).
     rate_limits: tuple[RateRule, ...] = ()
+    # Allow-lists of model ids or globs (the key's, the project's); a model must pass every one.
+    model_access: tuple[tuple[str, ...], ...] = ()
+    # Monthly budgets (the key's, the project's) as organizations.budgets checks them.
+    budgets: tuple[Budget, ...] = ()
 
     @property
     def is_admin_key(self) -> bool:
@@ -110,6 +114,8 @@ def _principal_for_key(
     project_id: int | None,
     project_public_id: str | None,
     project_rules: tuple[RateRule, ...] = (),
+    project_access: tuple[tuple[str, ...], ...] = (),
+    project_budgets: tuple[Budget, ...] = (),
 ) -> Principal:
     return Principal(
         kind="api_key",
@@ -125,6 +131,8 @@ def _principal_for_key(
         service_account_id=snapshot.service_account_id,
         # A project-bound key's entry holds its project's rules; an organization key's do not.
         rate_limits=snapshot.rate_limits + project_rules,
+        model_access=snapshot.model_access + project_access,
+        budgets=snapshot.budgets + project_budgets,
     )
 
 
@@ -135,16 +143,17 @@ def _fixed_project(snapshot: KeySnapshot, requested: str | None) -> bool:
     return True
 
 
-def _organization_key_project(
-    snapshot: KeySnapshot, requested: str | None
-) -> tuple[int | None, str | None, tuple[RateRule, ...]]:
+ProjectChoice = tuple[
+    int | None, str | None, tuple[RateRule, ...], tuple[tuple[str, ...], ...], tuple[Budget, ...]
+]
+
+
+def _organization_key_project(snapshot: KeySnapshot, requested: str | None) -> ProjectChoice:
     with authoritative():  # an archived project or a lowered limit must not be read as it was
         return _organization_key_project_read(snapshot, requested)
 
 
-def _organization_key_project_read(
-    snapshot: KeySnapshot, requested: str | None
-) -> tuple[int | None, str | None, tuple[RateRule, ...]]:
+def _organization_key_project_read(snapshot: KeySnapshot, requested: str | None) -> ProjectChoice:
     if requested:
         project = (
             selectors.project_list(organization_id=snapshot.organization_id)
@@ -158,8 +167,10 @@ def _organization_key_project_read(
     else:
         project = selectors.project_default_for_organization(organization_id=snapshot.organization_id)
     if project is None:
-        return None, None, ()
-    return project.pk, project.public_id, selectors.project_rate_rules(project_id=project.pk)
+        return None, None, (), (), ()
+    access = (tuple(project.allowed_models),) if project.allowed_models else ()
+    rules = selectors.project_rate_rules(project_id=project.pk)
+    return project.pk, project.public_id, rules, access, selectors.project_budgets(project=project)
 
 
 def _check_organization_header(headers: Headers, organization_public_id: str) -> None:
@@ -190,15 +201,21 @@ def _key_principal_sync(headers: Headers, token: str, route: RouteClass) -> Prin
     _check_organization_header(headers, snapshot.organization_public_id)
     requested = headers.get("OpenAI-Project")
     project_rules: tuple[RateRule, ...] = ()
+    project_access: tuple[tuple[str, ...], ...] = ()
+    project_budgets: tuple[Budget, ...] = ()
     if snapshot.key_type == ApiKey.Type.ORGANIZATION and route == "data":
-        project_id, project_public_id, project_rules = _organization_key_project(snapshot, requested)
+        project_id, project_public_id, project_rules, project_access, project_budgets = (
+            _organization_key_project(snapshot, requested)
+        )
     elif snapshot.project_id is not None and _fixed_project(snapshot, requested):
         project_id, project_public_id = snapshot.project_id, snapshot.project_public_id
     else:
         project_id, project_public_id = None, None
     if _touch_due(snapshot.id):
         api_key_touch(key_id=snapshot.id)
-    return _principal_for_key(snapshot, project_id, project_public_id, project_rules)
+    return _principal_for_key(
+        snapshot, project_id, project_public_id, project_rules, project_access, project_budgets
+    )
 
 
 # --- JWT ---------------------------------------------------------------------------------
@@ -238,6 +255,8 @@ def _jwt_principal_read(headers: Headers, token: str, route: RouteClass) -> Prin
 
     project_id: int | None = None
     project_public_id: str | None = None
+    project_access: tuple[tuple[str, ...], ...] = ()
+    project_budgets: tuple[Budget, ...] = ()
     if requested_project:
         selected = (
             selectors.project_list_for_user(organization_id=organization.pk, user_id=user.pk)
@@ -249,6 +268,8 @@ def _jwt_principal_read(headers: Headers, token: str, route: RouteClass) -> Prin
                 f"No project with id '{requested_project}'.", param="OpenAI-Project", code="project_not_found"
             )
         project_id, project_public_id = selected.pk, selected.public_id
+        project_access = (tuple(selected.allowed_models),) if selected.allowed_models else ()
+        project_budgets = selectors.project_budgets(project=selected)
     elif route == "data":
         candidates = selectors.project_list_for_user(organization_id=organization.pk, user_id=user.pk)
         default_project = selectors.project_default_for_user(user_id=user.pk)
@@ -259,6 +280,8 @@ def _jwt_principal_read(headers: Headers, token: str, route: RouteClass) -> Prin
         )
         if selected is not None:
             project_id, project_public_id = selected.pk, selected.public_id
+            project_access = (tuple(selected.allowed_models),) if selected.allowed_models else ()
+            project_budgets = selectors.project_budgets(project=selected)
     return Principal(
         kind="jwt",
         organization_id=organization.pk,
@@ -268,6 +291,8 @@ def _jwt_principal_read(headers: Headers, token: str, route: RouteClass) -> Prin
         user_id=user.pk,
         user_public_id=user.public_id,
         rate_limits=selectors.project_rate_rules(project_id=project_id) if project_id else (),
+        model_access=project_access,
+        budgets=project_budgets,
     )
 
 
@@ -321,8 +346,10 @@ async def aprincipal_from_headers(headers: Headers, *, route: RouteClass = "data
     _check_organization_header(headers, snapshot.organization_public_id)
     requested = headers.get("OpenAI-Project")
     project_rules: tuple[RateRule, ...] = ()
+    project_access: tuple[tuple[str, ...], ...] = ()
+    project_budgets: tuple[Budget, ...] = ()
     if snapshot.key_type == ApiKey.Type.ORGANIZATION and route == "data":
-        project_id, project_public_id, project_rules = await run_sync(
+        project_id, project_public_id, project_rules, project_access, project_budgets = await run_sync(
             _organization_key_project, snapshot, requested
         )
     elif snapshot.project_id is not None and _fixed_project(snapshot, requested):
@@ -332,4 +359,9 @@ async def aprincipal_from_headers(headers: Headers, *, route: RouteClass = "data
     if _touch_due(snapshot.id):
         # Off the request path: nobody awaits it; a lost touch only delays last_used_at.
         fire_and_forget(api_key_touch, key_id=snapshot.id)
-    return _finish(_principal_for_key(snapshot, project_id, project_public_id, project_rules), route)
+    return _finish(
+        _principal_for_key(
+            snapshot, project_id, project_public_id, project_rules, project_access, project_budgets
+        ),
+        route,
+    )

@@ -93,6 +93,17 @@ class Replies:
 
         self.stream_plain = stream(with_usage=False)
         self.stream_usage = stream(with_usage=True)
+        # A small embedding model's answer: one 384-dimension vector of floats.
+        self.embeddings = orjson.dumps(
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": 0, "embedding": [(i % 17 - 8) / 8 for i in range(384)]}
+                ],
+                "model": model,
+                "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
+            }
+        )
 
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -118,6 +129,10 @@ def make_app(model: str, chunk_delay: float) -> Callable[[dict[str, Any], Receiv
         if path.endswith("/models"):
             await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
             await send({"type": "http.response.body", "body": replies.models})
+            return
+        if path.endswith("/embeddings"):
+            await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
+            await send({"type": "http.response.body", "body": replies.embeddings})
             return
         if not path.endswith("/chat/completions"):
             await send({"type": "http.response.start", "status": 404, "headers": JSON_HEADERS})

@@ -55,8 +55,9 @@ PY = sys.executable
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 CHAT_PATH = "/v1/chat/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 TEMP_DIRS: list[str] = []  # throwaway SQLite data dirs, removed at exit
-MODES = ("non_stream", "stream")
+MODES = ("non_stream", "stream", "embeddings")  # embeddings: non-stream /v1/embeddings calls
 
 
 # --- processes and /proc --------------------------------------------------------------------
@@ -194,6 +195,10 @@ class Target:
     def chat_url(self) -> str:
         return self.url.rstrip("/") + CHAT_PATH
 
+    def url_for(self, body: dict[str, Any]) -> str:
+        """The endpoint a benchmark body goes to: embeddings bodies have `input`."""
+        return self.url.rstrip("/") + EMBEDDINGS_PATH if "input" in body else self.chat_url
+
 
 @dataclass
 class Sample:
@@ -307,11 +312,18 @@ class StreamCheck:
                             self.first_token = time.perf_counter()
 
 
+def _has_answer(answer: dict[str, Any]) -> bool:
+    """A chat completion with content, or embeddings with a vector."""
+    if "choices" in answer:
+        return bool(answer["choices"][0]["message"]["content"])
+    return bool(answer["data"][0]["embedding"])
+
+
 async def closed_loop(
     target: Target, key: str, body: dict[str, Any], concurrency: int, duration: float
 ) -> Sample:
     """`concurrency` connections, each sending its next request as soon as the last one ends."""
-    host, port, raw = request_bytes(target.chat_url, key, body)
+    host, port, raw = request_bytes(target.url_for(body), key, body)
     stream = bool(body.get("stream"))
     sample = Sample()
     stop_at = time.perf_counter() + duration
@@ -348,7 +360,7 @@ async def closed_loop(
                     ended = time.perf_counter()
                     if status != 200:
                         sample.errors[f"http {status}"] += 1
-                    elif not orjson.loads(b"".join(parts))["choices"][0]["message"]["content"]:
+                    elif not _has_answer(orjson.loads(b"".join(parts))):
                         sample.errors["empty content"] += 1
                     else:
                         sample.ok += 1
@@ -415,7 +427,7 @@ def run_wrk(target: Target, key: str, body: dict[str, Any], concurrency: int, du
                 "--latency",
                 "-s",
                 script.name,
-                target.chat_url,
+                target.url_for(body),
             ],
             capture_output=True,
             text=True,
@@ -476,9 +488,11 @@ def measure(
     body: dict[str, Any] = {"model": model, "messages": messages}
     if mode == "stream":
         body |= {"stream": True, "stream_options": {"include_usage": True}}
+    if mode == "embeddings":
+        body = {"model": model, "input": "hello bench", "encoding_format": "float"}
     same_process = set(upstream.roots) == set(target.tree.roots)
     before = (target.tree.cpu_seconds(), upstream.cpu_seconds(), client_cpu_seconds())
-    if mode == "non_stream" and use_wrk:
+    if mode in ("non_stream", "embeddings") and use_wrk:
         sample = run_wrk(target, key, body, concurrency, duration)
     else:
         sample = run_python(target, key, body, concurrency, duration)
@@ -610,6 +624,9 @@ def ratios(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, Any]:
         "added_ttft_p50_ms": diff(st_g["ttft_p50_ms"], st_d["ttft_p50_ms"]),
         "gateway_cpu_ms_per_request": ns_g["server_cpu_ms"],
         "gateway_cpu_ms_per_stream": st_g["server_cpu_ms"],
+        "embeddings_per_s": ratio(gateway["embeddings"]["per_s"], direct["embeddings"]["per_s"]),
+        "added_embeddings_p50_ms": diff(gateway["embeddings"]["p50_ms"], direct["embeddings"]["p50_ms"]),
+        "gateway_cpu_ms_per_embedding": gateway["embeddings"]["server_cpu_ms"],
     }
 
 
@@ -628,7 +645,12 @@ def print_report(points: dict[str, dict[str, Any]], names: list[str]) -> None:
                 f"{fmt(ns['p99_ms'], '.2f'):>8} {fmt(ns['server_cpu_ms'], '.2f'):>10}  {fmt(st['per_s'], '.0f'):>9} "
                 f"{fmt(st['ttft_p50_ms'], '.2f'):>9} {fmt(st['server_cpu_ms'], '.2f'):>11}  {errors:>6}"
             )
-            for mode, data in (("non-stream", ns), ("stream", st)):
+            em = point[name]["embeddings"]
+            print(
+                f"{'':5}{name:8} embeddings {fmt(em['per_s'], '.0f')}/s  p50 {fmt(em['p50_ms'], '.2f')} ms  "
+                f"cpu {fmt(em['server_cpu_ms'], '.2f')} ms/req"
+            )
+            for mode, data in (("non-stream", ns), ("stream", st), ("embeddings", em)):
                 if data["errors"]:
                     print(f"{'':5}{name} {mode} errors: {data['errors']}")
     print("\ngateway / direct:")
@@ -637,7 +659,8 @@ def print_report(points: dict[str, dict[str, Any]], names: list[str]) -> None:
         print(
             f"  C={level.removeprefix('c'):<3} req/s x{fmt(r['req_per_s'], '.3f')}  streams/s x{fmt(r['streams_per_s'], '.3f')}  "
             f"added p50 {fmt(r['added_p50_ms'], '+.2f')} ms  added ttft {fmt(r['added_ttft_p50_ms'], '+.2f')} ms  "
-            f"gateway cpu {fmt(r['gateway_cpu_ms_per_request'], '.2f')} ms/req, {fmt(r['gateway_cpu_ms_per_stream'], '.2f')} ms/stream"
+            f"gateway cpu {fmt(r['gateway_cpu_ms_per_request'], '.2f')} ms/req, {fmt(r['gateway_cpu_ms_per_stream'], '.2f')} ms/stream, "
+            f"{fmt(r['gateway_cpu_ms_per_embedding'], '.2f')} ms/embedding"
         )
 
 

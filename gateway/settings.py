@@ -644,6 +644,10 @@ AUTH_GOOGLE_CALLBACK_PER_MINUTE = env.int("AUTH_GOOGLE_CALLBACK_PER_MINUTE", def
 # Higher: every open tab of a signed-in browser refreshes, and many browsers share one NAT address.
 AUTH_REFRESH_PER_MINUTE = env.int("AUTH_REFRESH_PER_MINUTE", default=60)
 
+# --- Prices, costs and budgets (inference.costs, organizations.budgets) ---
+# The currency monthly budgets are kept in; usage priced in another currency does not count.
+BUDGET_CURRENCY = env.str("BUDGET_CURRENCY", default="usd").lower()
+
 # --- Tool-call limits (organizations.ratelimits.admit_tool_call) ---
 # MCP tools and the Responses API's web_search spend the operator's search credit: calls per
 # minute per project and per API key (0: no limit). A project's rate limit for the model name

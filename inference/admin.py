@@ -12,8 +12,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from gateway.errors import InvalidRequest
-from inference import crypto, services
-from inference.models import Provider, ProviderModel, UsageRecord
+from inference import crypto, endpoints, services
+from inference.models import ModelPrice, Provider, ProviderModel, UsageRecord
 from inference.reports import usage_summary_by_project
 
 
@@ -29,10 +29,17 @@ class ProviderAdminForm(forms.ModelForm[Provider]):
 
     class Meta:
         model = Provider
-        fields = ("name", "base_url", "active", "organization", "project", "is_default")
+        fields = ("name", "base_url", "active", "organization", "project", "is_default", "model_endpoints")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        if "model_endpoints" in cleaned:
+            try:
+                cleaned["model_endpoints"] = endpoints.validate_model_endpoints(
+                    cleaned["model_endpoints"] or {}
+                )
+            except InvalidRequest as err:
+                self.add_error("model_endpoints", err.message)
         base_url = cleaned.get("base_url")
         if base_url:
             organization = cleaned.get("organization")
@@ -57,8 +64,17 @@ class ProviderAdminForm(forms.ModelForm[Provider]):
 class ProviderModelInline(admin.TabularInline[ProviderModel, Provider]):
     model = ProviderModel
     extra = 0
-    readonly_fields = ("model_id", "owned_by", "available", "first_seen_at", "last_seen_at")
+    readonly_fields = ("model_id", "owned_by", "endpoints", "available", "first_seen_at", "last_seen_at")
     can_delete = False
+
+
+class ModelPriceInline(admin.TabularInline[ModelPrice, Provider]):
+    """Prices per million tokens; "*" prices the provider's other models. Usage rows keep the cost
+    of their time, so a change here prices new calls only (from every worker's next reload)."""
+
+    model = ModelPrice
+    extra = 0
+    fields = ("model_id", "input_per_million", "cached_input_per_million", "output_per_million", "currency")
 
 
 @admin.register(Provider)
@@ -88,7 +104,7 @@ class ProviderAdmin(admin.ModelAdmin[Provider]):
         "updated_at",
     )
     form = ProviderAdminForm
-    inlines = [ProviderModelInline]
+    inlines = [ProviderModelInline, ModelPriceInline]
     actions = ["check_now"]
 
     def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
@@ -126,8 +142,19 @@ class RecentPeriodFilter(admin.SimpleListFilter):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
-    list_display = ("created_at", "organization", "project", "model", "total_tokens", "latency_ms", "outcome")
-    list_filter = (RecentPeriodFilter, "outcome", "stream", "model", "project")
+    list_display = (
+        "created_at",
+        "organization",
+        "project",
+        "model",
+        "endpoint",
+        "total_tokens",
+        "cost",
+        "currency",
+        "latency_ms",
+        "outcome",
+    )
+    list_filter = (RecentPeriodFilter, "outcome", "endpoint", "stream", "model", "project")
     date_hierarchy = "created_at"
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:

@@ -1,8 +1,9 @@
 """Chat completions through the registry: the one code path every chat caller goes through.
 
 `/v1/chat/completions` (inference.hotpath), conversation-aware chat and the Responses API all
-open the upstream here, so routing, failover, outlier detection, timeouts and usage
-accounting are written once:
+open the upstream here, and so do `/v1/completions` and `/v1/embeddings` (`open_call` with their
+endpoint), so routing, failover, outlier detection, timeouts, model access, limits, budgets and
+usage accounting are written once:
 
 - `open_chat` routes the request and opens the upstream response (a failure before the first
   byte is retried once on another provider); it raises GatewayError before anything is sent.
@@ -32,7 +33,7 @@ from accounts.auth import Principal
 from gateway import context, errors, metrics
 from gateway.background import fire_and_forget
 from gateway.parsers import json_object
-from inference import chat_validation
+from inference import chat_validation, costs, endpoints
 from inference.models import UsageRecord
 from inference.netguard import PrivateAddressRefused
 from inference.registry import registry
@@ -40,7 +41,7 @@ from inference.selectors import Route
 from inference.services import provider_ejection_record
 from inference.upstream import api_url, session
 from inference.usage import usage_buffer
-from organizations import ratelimits
+from organizations import model_access, ratelimits
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Call:
     outcome: str = UsageRecord.Outcome.SUCCESS
     recorded: bool = False
     admission: ratelimits.Admission = ratelimits.UNLIMITED
+    endpoint: str = endpoints.CHAT
 
     def record(self) -> None:
         """Append the usage row (once); the batch writer stores it off the request path."""
@@ -73,17 +75,22 @@ class Call:
         self.recorded = True
         usage = self.usage or {}
         now = time.perf_counter()
+        cost, currency = costs.call_cost(self.route.price if self.route else None, usage)
         usage_buffer.add(
             organization_id=self.principal.organization_id,
             project_id=self.principal.project_id,
             api_key_id=self.principal.api_key_id,
             user_id=self.principal.user_id,
             model=self.model[:300],
+            endpoint=self.endpoint,
             provider_id=self.route.provider_id if self.route else None,
             stream=self.stream,
             prompt_tokens=_count(usage.get("prompt_tokens")),
             completion_tokens=_count(usage.get("completion_tokens")),
             total_tokens=_count(usage.get("total_tokens")),
+            cached_tokens=costs.cached_tokens(usage),
+            cost=cost,
+            currency=currency,
             latency_ms=round((now - self.started) * 1000, 2),
             time_to_first_token_ms=round((self.first_byte_at - self.started) * 1000, 2)
             if self.first_byte_at
@@ -110,9 +117,10 @@ class Call:
         metrics.tokens_counted(
             self.model, self.principal.project_public_id or "", prompt_tokens, completion_tokens
         )
-        # Token limits count what was really used; this also gives back a stream slot.
+        # Token limits and budgets count what was really used; this also gives back a stream slot.
         self.admission.finish_soon(
-            total_tokens=_count(usage.get("total_tokens")) or prompt_tokens + completion_tokens
+            total_tokens=_count(usage.get("total_tokens")) or prompt_tokens + completion_tokens,
+            cost_nanos=costs.budget_nanos(cost, currency),
         )
 
     def fail(self, err: errors.GatewayError, outcome: str) -> errors.GatewayError:
@@ -206,7 +214,7 @@ def model_not_found(model: str) -> errors.NotFound:
     )
 
 
-async def _send(route: Route, payload: bytes, stream: bool) -> aiohttp.ClientResponse:
+async def _send(route: Route, payload: bytes, stream: bool, endpoint: str) -> aiohttp.ClientResponse:
     headers = {
         "Content-Type": "application/json",
         "Accept": "text/event-stream" if stream else "application/json",
@@ -218,7 +226,10 @@ async def _send(route: Route, payload: bytes, stream: bool) -> aiohttp.ClientRes
         headers["X-Request-ID"] = request_id
     async with asyncio.timeout(settings.UPSTREAM_FIRST_BYTE_TIMEOUT):
         return await session(public_only=route.public_only).post(
-            api_url(route.base_url, "chat/completions"), data=payload, headers=headers, allow_redirects=False
+            api_url(route.base_url, endpoints.UPSTREAM_PATH[endpoint]),
+            data=payload,
+            headers=headers,
+            allow_redirects=False,
         )
 
 
@@ -248,7 +259,7 @@ async def _connect(call: Call, routes: list[Route], payload: bytes) -> aiohttp.C
     for route in routes[:_MAX_ATTEMPTS]:
         call.route = route
         try:
-            response = await _send(route, payload, call.stream)
+            response = await _send(route, payload, call.stream, call.endpoint)
         except _NOT_SENT as exc:
             last_error = errors.UpstreamError("Could not reach the model server.")
             _provider_failed(route, f"{type(exc).__name__}: {exc}")
@@ -306,11 +317,26 @@ class Opened:
 
 async def open_chat(principal: Principal, body: dict[str, Any], raw: bytes | None = None) -> Opened:
     """Route and open one chat completion. `raw`, when given, is forwarded as it is."""
+    return await open_call(principal, body, raw, endpoint=endpoints.CHAT)
+
+
+async def open_call(
+    principal: Principal, body: dict[str, Any], raw: bytes | None = None, *, endpoint: str
+) -> Opened:
+    """Route and open one call of a model endpoint (chat, text completions, embeddings): the
+    routing, failover, limits and usage accounting every endpoint shares."""
     model = body["model"]
-    call = Call(principal=principal, model=model, stream=bool(body.get("stream")))
-    routes, known = await registry.routes_for(model, principal.organization_id, principal.project_id)
-    if not known:
+    streams = endpoint != endpoints.EMBEDDINGS and bool(body.get("stream"))
+    call = Call(principal=principal, model=model, stream=streams, endpoint=endpoint)
+    routes, found = await registry.routes_serving(
+        model, principal.organization_id, principal.project_id, endpoint
+    )
+    if found == "unknown":
         raise model_not_found(model)
+    if principal.model_access and not model_access.model_allowed(principal.model_access, model):
+        raise model_access.model_not_allowed(model)
+    if found == "unsupported":
+        raise endpoints.not_supported(model, endpoint)
     # After the model check, so a mistyped model costs no quota. Raises RateLimited (429).
     call.admission = await ratelimits.admit(principal, model=model, stream=call.stream)
     wants_usage = False

@@ -1,4 +1,5 @@
-"""`/v1/chat/completions` and `/v1/models` as a raw ASGI app in front of Django.
+"""`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings` and `/v1/models` as a raw ASGI
+app in front of Django.
 
 Why not a Django view: Django's ASGI handler costs about 1.2 ms of CPU per request on this
 machine before the view runs (request/response objects, URL resolution, and the thread hops
@@ -27,12 +28,13 @@ from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from accounts.auth import AsgiHeaders, Headers, aprincipal_from_headers
+from accounts.auth import AsgiHeaders, Headers, Principal, aprincipal_from_headers
 from gateway import context, errors
 from gateway.middleware import log_request, request_id_from
-from inference import chat
+from inference import chat, endpoints
 from inference.registry import registry
 from inference.selectors import Route
+from organizations.model_access import model_allowed
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -41,7 +43,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 MODELS_PATH = "/v1/models"
+POST_PATHS = (CHAT_PATH, COMPLETIONS_PATH, EMBEDDINGS_PATH)
 
 
 @dataclass
@@ -78,11 +83,11 @@ class Reply:
 # --- The handlers (shared with the Django views) ----------------------------------------------
 
 
-async def chat_completions(headers: Headers, raw: bytes) -> Reply:
+async def _relay(headers: Headers, raw: bytes, endpoint: str) -> Reply:
     try:
         principal = await aprincipal_from_headers(headers)
-        body = chat.parse_chat_request(raw)
-        opened = await chat.open_chat(principal, body, raw)
+        body = _PARSERS[endpoint](raw)
+        opened = await chat.open_call(principal, body, raw, endpoint=endpoint)
         limits = opened.call.admission.headers  # x-ratelimit-*, when the caller has limits
         if opened.call.stream and opened.is_sse:
             return Reply(stream=chat.relay_sse(opened), headers={**SSE_HEADERS, **limits})
@@ -92,13 +97,41 @@ async def chat_completions(headers: Headers, raw: bytes) -> Reply:
         return Reply.error(err)
 
 
+_PARSERS = {
+    endpoints.CHAT: chat.parse_chat_request,
+    endpoints.COMPLETIONS: endpoints.parse_completions_request,
+    endpoints.EMBEDDINGS: endpoints.parse_embeddings_request,
+}
+_ENDPOINT_OF_PATH = {
+    CHAT_PATH: endpoints.CHAT,
+    COMPLETIONS_PATH: endpoints.COMPLETIONS,
+    EMBEDDINGS_PATH: endpoints.EMBEDDINGS,
+}
+
+
+async def chat_completions(headers: Headers, raw: bytes) -> Reply:
+    return await _relay(headers, raw, endpoints.CHAT)
+
+
+async def completions(headers: Headers, raw: bytes) -> Reply:
+    """Legacy text completions: `prompt` in, `choices[].text` out; streams like chat."""
+    return await _relay(headers, raw, endpoints.COMPLETIONS)
+
+
+async def embeddings(headers: Headers, raw: bytes) -> Reply:
+    """Embeddings, relayed as the model server sends them (float arrays or base64)."""
+    return await _relay(headers, raw, endpoints.EMBEDDINGS)
+
+
 async def models_list(headers: Headers) -> Reply:
     try:
         principal = await aprincipal_from_headers(headers)
     except errors.GatewayError as err:
         return Reply.error(err)
     routes = await registry.models_for(principal.organization_id, principal.project_id)
-    return Reply.json({"object": "list", "data": [model_object(route) for route in routes]})
+    return Reply.json(
+        {"object": "list", "data": [model_object(route) for route in routes if _may_use(principal, route)]}
+    )
 
 
 async def model_retrieve(headers: Headers, model: str) -> Reply:
@@ -107,9 +140,13 @@ async def model_retrieve(headers: Headers, model: str) -> Reply:
     except errors.GatewayError as err:
         return Reply.error(err)
     for route in await registry.models_for(principal.organization_id, principal.project_id):
-        if route.model_id == model:
+        if route.model_id == model and _may_use(principal, route):
             return Reply.json(model_object(route))
     return Reply.error(chat.model_not_found(model))
+
+
+def _may_use(principal: Principal, route: Route) -> bool:
+    return not principal.model_access or model_allowed(principal.model_access, route.model_id)
 
 
 def model_object(route: Route) -> dict[str, Any]:
@@ -146,8 +183,8 @@ async def _disconnected(receive: Receive) -> None:
 
 def _route_label(path: str) -> str:
     """The metrics route label: a template, so model ids do not each get a time series."""
-    if path == CHAT_PATH:
-        return CHAT_PATH
+    if path in POST_PATHS:
+        return path
     return MODELS_PATH if path in (MODELS_PATH, MODELS_PATH + "/") else MODELS_PATH + "/{model}"
 
 
@@ -158,7 +195,7 @@ def _method_not_allowed(method: str, path: str, allowed: str) -> Reply:
 
 
 class HotPath:
-    """The ASGI app mounted at /v1/chat/completions and /v1/models (see gateway.asgi)."""
+    """The ASGI app mounted at the inference routes and /v1/models (see gateway.asgi)."""
 
     def __init__(self) -> None:
         from starlette.middleware.cors import CORSMiddleware
@@ -208,7 +245,7 @@ class HotPath:
         state: dict[str, Any],
     ) -> None:
         method, path = scope["method"], scope["path"]
-        if path == CHAT_PATH:
+        if path in POST_PATHS:
             if method != "POST":
                 await self._send(send, _method_not_allowed(method, path, "POST"), request_id, state)
                 return
@@ -221,7 +258,14 @@ class HotPath:
             except asyncio.CancelledError:
                 state["status"] = 499
                 return
-            await self._race_disconnect(self._chat(headers, raw, send, request_id, state), receive, state)
+            work = self._call(headers, raw, _ENDPOINT_OF_PATH[path], send, request_id, state)
+            await self._race_disconnect(work, receive, state)
+            return
+        if not (path == MODELS_PATH or path.startswith(MODELS_PATH + "/")):
+            # Below an inference route (`/v1/embeddings/x`): the mount takes the prefix, Django
+            # would answer this with its 404.
+            unknown = errors.NotFound(f"Unknown request URL: {method} {path}.", code="unknown_url")
+            await self._send(send, Reply.error(unknown), request_id, state)
             return
         if method != "GET":
             await self._send(send, _method_not_allowed(method, path, "GET"), request_id, state)
@@ -232,10 +276,16 @@ class HotPath:
             reply = await model_retrieve(headers, path[len(MODELS_PATH) + 1 :])
         await self._send(send, reply, request_id, state)
 
-    async def _chat(
-        self, headers: AsgiHeaders, raw: bytes, send: Send, request_id: str, state: dict[str, Any]
+    async def _call(
+        self,
+        headers: AsgiHeaders,
+        raw: bytes,
+        endpoint: str,
+        send: Send,
+        request_id: str,
+        state: dict[str, Any],
     ) -> None:
-        await self._send(send, await chat_completions(headers, raw), request_id, state)
+        await self._send(send, await _relay(headers, raw, endpoint), request_id, state)
 
     @staticmethod
     async def _race_disconnect(work: Awaitable[None], receive: Receive, state: dict[str, Any]) -> None:
@@ -284,4 +334,4 @@ def mount() -> Any:
     """settings.ASGI_MOUNTS entry: the hot path's exact routes."""
     from gateway.asgi import Mount
 
-    return Mount(prefixes=(CHAT_PATH, MODELS_PATH), app=HotPath())
+    return Mount(prefixes=(*POST_PATHS, MODELS_PATH), app=HotPath())

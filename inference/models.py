@@ -29,6 +29,9 @@ class Provider(models.Model):
     )
     # Registered from JAN_INFERENCE_MODEL_URL; kept in step with that variable.
     is_default = models.BooleanField(default=False)
+    # Model-id glob → the endpoints those models serve, for upstreams whose /v1/models does not
+    # say (inference.endpoints); models matching no pattern serve every endpoint.
+    model_endpoints = models.JSONField(default=dict, blank=True)
     healthy = models.BooleanField(default=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_check_at = models.DateTimeField(null=True, blank=True)
@@ -55,6 +58,8 @@ class ProviderModel(models.Model):
     model_id = models.CharField(max_length=300)
     owned_by = models.CharField(max_length=200, blank=True)
     created = models.BigIntegerField(default=0)  # the upstream's `created`, unix seconds
+    # The endpoints the upstream's /v1/models says the model serves; empty when it does not say.
+    endpoints = models.JSONField(default=list, blank=True)
     # False once the upstream stopped listing it; kept for history and usage joins.
     available = models.BooleanField(default=True)
     first_seen_at = models.DateTimeField(default=timezone.now)
@@ -67,6 +72,33 @@ class ProviderModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_id} @ {self.provider_id}"
+
+
+class ModelPrice(models.Model):
+    """What one provider charges for one model, per million tokens. Usage rows store their cost at
+    the price of their time, so changing a price never rewrites past costs."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="prices")
+    model_id = models.CharField(max_length=300)
+    input_per_million = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    cached_input_per_million = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    output_per_million = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    currency = models.CharField(max_length=8, default="usd")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model_id"], name="one_price_per_provider_model"),
+            models.CheckConstraint(
+                condition=models.Q(input_per_million__gte=0)
+                & models.Q(cached_input_per_million__gte=0)
+                & models.Q(output_per_million__gte=0),
+                name="prices_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} @ {self.provider_id}: {self.input_per_million}/{self.output_per_million} {self.currency}"
 
 
 class UsageRecord(models.Model):
@@ -91,6 +123,10 @@ class UsageRecord(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0)
+    # At the provider's price for the model when the call ended (0 when it has no price).
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0)
+    currency = models.CharField(max_length=8, default="usd")
     latency_ms = models.FloatField(default=0)
     time_to_first_token_ms = models.FloatField(null=True, blank=True)
     status_code = models.PositiveSmallIntegerField(default=200)

@@ -202,6 +202,22 @@ class Registry:
         random.shuffle(live)  # spread load across providers of the same model
         return live, bool(routes)
 
+    async def routes_serving(
+        self, model: str, organization_id: int, project_id: int | None, endpoint: str
+    ) -> tuple[list[Route], str]:
+        """Routes in rotation for one endpoint, and "ok", "unknown" (no provider of ours lists the
+        model for this caller) or "unsupported" (it is listed, but none serves this endpoint)."""
+        await self._maybe_refresh()
+        routes = [r for r in self._by_model.get(model, []) if r.visible_to(organization_id, project_id)]
+        if not routes:
+            return [], "unknown"
+        serving = [r for r in routes if endpoint in r.endpoints]
+        if not serving:
+            return [], "unsupported"
+        live = self._in_rotation([r for r in serving if r.healthy])
+        random.shuffle(live)
+        return live, "ok"
+
     # --- Outlier detection (what real traffic says) --------------------------------------------
 
     def record_success(self, provider_id: int) -> None:

@@ -138,7 +138,7 @@ def _aggregate(
 ) -> list[tuple[int, dict[str, Any]]]:
     rows = UsageRecord.objects.filter(
         organization_id=organization_id, created_at__gte=_utc(since), created_at__lt=_utc(before)
-    )
+    ).exclude(endpoint="embeddings")  # OpenAI reports embeddings apart from completions
     if query.project_ids:
         rows = rows.filter(project__public_id__in=query.project_ids)
     if query.models:

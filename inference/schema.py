@@ -28,6 +28,49 @@ OPERATIONS = [
         },
     ),
     ExternalOperation(
+        path="/v1/completions",
+        method="post",
+        mirror="POST /completions",
+        operation_id="createCompletion",
+        tag="Chat Completions",
+        summary="Create a text completion (legacy)",
+        description=(
+            "OpenAI's legacy text completions (`prompt` in, `choices[].text` out), routed like chat "
+            "completions to a healthy model server whose model serves this endpoint. The body is forwarded "
+            "unchanged (`echo`, `suffix`, `logprobs` and unknown fields included). With `stream: true` the "
+            "answer is Server-Sent Events ending with `data: [DONE]`; the usage chunk is sent when "
+            "`stream_options.include_usage` is true. A model that serves no text completions answers 400 "
+            "`model_not_supported`; a model outside the caller's allow-list answers 403 `model_not_allowed`."
+        ),
+        extra_errors={
+            "413": "The body is larger than CHAT_MAX_BODY_BYTES",
+            "502": "The model server failed or could not be reached",
+            "503": "Every provider of the model is unhealthy",
+            "504": "The model server did not answer in time",
+        },
+    ),
+    ExternalOperation(
+        path="/v1/embeddings",
+        method="post",
+        mirror="POST /embeddings",
+        operation_id="createEmbedding",
+        tag="Chat Completions",
+        summary="Create embeddings",
+        description=(
+            "Embeddings of a string, an array of strings, an array of token ids or an array of token-id "
+            "arrays, from a healthy model server whose model embeds. `encoding_format` (`float` or `base64`, "
+            "little-endian float32) and `dimensions` are forwarded to the model server. A model that cannot "
+            "embed answers 400 `model_not_supported`; a model outside the caller's allow-list answers 403 "
+            "`model_not_allowed`."
+        ),
+        extra_errors={
+            "413": "The body is larger than CHAT_MAX_BODY_BYTES",
+            "502": "The model server failed or could not be reached",
+            "503": "Every provider of the model is unhealthy",
+            "504": "The model server did not answer in time",
+        },
+    ),
+    ExternalOperation(
         path="/v1/models",
         method="get",
         mirror="GET /models",

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from gateway.errors import NotFound
 from inference import crypto
-from inference.models import Provider, ProviderModel
+from inference.endpoints import ALL as EVERY_ENDPOINT
+from inference.endpoints import effective_endpoints
+from inference.models import ModelPrice, Provider, ProviderModel
+
+Price = tuple[Decimal, Decimal, Decimal, str]
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,9 @@ class Route:
     public_only: bool = False  # an organization's own provider: public addresses only (netguard)
     # Unix time of the provider's last good health poll (0: never): a poll after an ejection ends it.
     last_good_poll_at: float = 0.0
+    endpoints: tuple[str, ...] = EVERY_ENDPOINT
+    # (input, cached input, output) per million tokens and the currency; None: no price set.
+    price: Price | None = None  # what it serves: chat.completions, completions, embeddings
 
     def visible_to(self, organization_id: int, project_id: int | None) -> bool:
         if self.project_id is not None:
@@ -38,8 +46,22 @@ class Route:
         return True
 
 
+def prices_load() -> dict[tuple[int, str], Price]:
+    """Every price, by (provider, model id); model id "*" is a provider's price for the rest."""
+    return {
+        (row.provider_id, row.model_id): (
+            row.input_per_million,
+            row.cached_input_per_million,
+            row.output_per_million,
+            row.currency,
+        )
+        for row in ModelPrice.objects.all()
+    }
+
+
 def routes_load() -> list[Route]:
-    """Every model of every active provider, healthy or not: the registry's one query."""
+    """Every model of every active provider, healthy or not, with its price: the registry's reload."""
+    prices = prices_load()
     rows = (
         ProviderModel.objects.filter(available=True, provider__active=True)
         .select_related("provider")
@@ -61,6 +83,8 @@ def routes_load() -> list[Route]:
             last_good_poll_at=row.provider.last_good_poll_at.timestamp()
             if row.provider.last_good_poll_at
             else 0.0,
+            endpoints=effective_endpoints(row.model_id, row.endpoints, row.provider.model_endpoints),
+            price=prices.get((row.provider_id, row.model_id)) or prices.get((row.provider_id, "*")),
         )
         for row in rows
     ]

@@ -1,10 +1,33 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
 
-from inference.models import Provider
+from inference.models import ModelPrice, Provider
+
+
+class ModelPriceIn(serializers.Serializer[Any]):
+    model = serializers.CharField(
+        max_length=300, help_text='A model id, or "*" for the provider\'s other models.'
+    )
+    input_per_million = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=Decimal(0))
+    cached_input_per_million = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=Decimal(0), required=False
+    )
+    output_per_million = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=Decimal(0))
+    currency = serializers.RegexField(r"^[a-z]{3}$", required=False, default="usd")
+
+
+class ModelPriceOut(serializers.Serializer[ModelPrice]):
+    model = serializers.CharField(source="model_id")
+    input_per_million = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=False)
+    cached_input_per_million = serializers.DecimalField(
+        max_digits=14, decimal_places=6, coerce_to_string=False
+    )
+    output_per_million = serializers.DecimalField(max_digits=14, decimal_places=6, coerce_to_string=False)
+    currency = serializers.CharField()
 
 
 class ProviderCreateIn(serializers.Serializer[Any]):
@@ -13,6 +36,17 @@ class ProviderCreateIn(serializers.Serializer[Any]):
     api_key = serializers.CharField(required=False, allow_blank=True, max_length=4000, write_only=True)
     active = serializers.BooleanField(required=False, default=True)
     project_id = serializers.CharField(required=False, allow_null=True, max_length=40)
+    model_endpoints = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Model-id glob → the endpoints those models serve (chat.completions, completions, "
+        "embeddings), for upstreams whose /v1/models does not say. Unmatched models serve all.",
+    )
+    prices = ModelPriceIn(
+        many=True,
+        required=False,
+        help_text="Replaces the provider's prices (per million tokens). Usage rows keep the price of their time.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         unknown = set(self.initial_data) - set(self.fields)
@@ -44,6 +78,8 @@ class ProviderOut(serializers.Serializer[Provider]):
     last_error = serializers.CharField(allow_null=True, help_text="null for global providers.")
     latency_ms = serializers.FloatField(allow_null=True)
     models = serializers.SerializerMethodField()
+    model_endpoints = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    prices = ModelPriceOut(many=True)
     created_at = serializers.SerializerMethodField()
 
     def to_representation(self, instance: Provider) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from gateway.errors import InvalidRequest
 from gateway.redis import sync_client
-from inference import crypto, netguard
-from inference.models import Provider, ProviderModel
+from inference import crypto, endpoints, netguard
+from inference.models import ModelPrice, Provider, ProviderModel
 from inference.selectors import provider_is_public_only
 from inference.upstream import api_url
 from inference.upstream import sync_client as http_client
@@ -73,6 +73,8 @@ def provider_create(
     organization_id: int | None = None,
     project: Project | None = None,
     is_default: bool = False,
+    model_endpoints: dict[str, Any] | None = None,
+    prices: list[dict[str, Any]] | None = None,
 ) -> Provider:
     if organization is not None:
         organization_id = organization.pk
@@ -87,9 +89,40 @@ def provider_create(
         organization_id=organization_id,
         project=project,
         is_default=is_default,
+        model_endpoints=endpoints.validate_model_endpoints(model_endpoints or {}),
     )
+    if prices:
+        provider_prices_set(provider=provider, prices=prices)
     transaction.on_commit(registry_bump)
     return provider
+
+
+@transaction.atomic
+def provider_prices_set(*, provider: Provider, prices: list[dict[str, Any]]) -> list[ModelPrice]:
+    """Replace the provider's prices. Rows already written keep the cost of their time; workers
+    price new calls with these from their next registry reload (bumped now)."""
+    models = [str(price["model"]) for price in prices]
+    if len(set(models)) != len(models):
+        raise InvalidRequest("Each model may have one price per provider.", param="prices")
+    ModelPrice.objects.filter(provider=provider).exclude(model_id__in=models).delete()
+    saved = []
+    for price in prices:
+        row, _ = ModelPrice.objects.update_or_create(
+            provider=provider,
+            model_id=price["model"],
+            defaults={
+                "input_per_million": price["input_per_million"],
+                # Without a cached-input price, cached tokens cost what other input costs.
+                "cached_input_per_million": price["input_per_million"]
+                if price.get("cached_input_per_million") is None
+                else price["cached_input_per_million"],
+                "output_per_million": price["output_per_million"],
+                "currency": price.get("currency") or "usd",
+            },
+        )
+        saved.append(row)
+    transaction.on_commit(registry_bump)
+    return saved
 
 
 @transaction.atomic
@@ -100,6 +133,10 @@ def provider_update(*, provider: Provider, **changes: Any) -> Provider:
         )
     if "api_key" in changes:
         provider.api_key_encrypted = crypto.encrypt(changes.pop("api_key") or "")
+    if "prices" in changes:
+        provider_prices_set(provider=provider, prices=changes.pop("prices"))
+    if "model_endpoints" in changes:
+        provider.model_endpoints = endpoints.validate_model_endpoints(changes.pop("model_endpoints"))
     for field in ("name", "active"):
         if field in changes:
             setattr(provider, field, changes.pop(field))
@@ -166,6 +203,7 @@ def _models_sync(provider: Provider, listed: list[dict[str, Any]]) -> None:
             defaults={
                 "owned_by": str(entry.get("owned_by") or ""),
                 "created": int(entry.get("created") or 0),
+                "endpoints": endpoints.learned_endpoints(entry),
                 "available": True,
                 "last_seen_at": now,
             },

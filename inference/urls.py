@@ -2,16 +2,19 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path, re_path
 
-from inference import report_views, views, views_chat
+from inference import cost_views, report_views, views, views_chat
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("v1/chat/completions", views_chat.chat_completions, name="chat-completions"),
+    path("v1/completions", views_chat.completions, name="completions"),
+    path("v1/embeddings", views_chat.embeddings, name="embeddings"),
     path("v1/models", views_chat.models_list, name="models-list"),
     path("v1/models/<path:model>", views_chat.model_retrieve, name="models-retrieve"),
     path("v1/organization/models/providers", views.ProviderCollection.as_view(), name="providers"),
     path(
         "v1/organization/models/providers/<str:provider_id>", views.ProviderDetail.as_view(), name="provider"
     ),
+    path("v1/organization/costs", cost_views.OrganizationCosts.as_view(), name="organization-costs"),
     # Usage reports (inference.report_views); a regex for org ids, like organizations.urls' converter.
     path(
         "v1/organization/usage/completions", report_views.UsageCompletions.as_view(), name="usage-completions"

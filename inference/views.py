@@ -65,7 +65,7 @@ class ProviderCollection(APIView):
         principal = principal_of(request)
         _require_owner(principal)
         providers = selectors.provider_list(organization_id=principal.organization_id).prefetch_related(
-            "models"
+            "models", "prices"
         )
         return Response(
             {"object": "list", "data": [ProviderOut(provider).data for provider in providers.order_by("pk")]}
@@ -88,6 +88,8 @@ class ProviderCollection(APIView):
             active=data["active"],
             organization_id=principal.organization_id,
             project=_project(principal, data.get("project_id")),
+            model_endpoints=data.get("model_endpoints"),
+            prices=data.get("prices"),
         )
         # Registering lists the upstream's models at once (and records its health).
         provider = services.provider_check(provider_id=provider.pk, force=True) or provider

@@ -28,3 +28,15 @@ async def models_list(request: HttpRequest) -> HttpResponseBase:
 @require_GET
 async def model_retrieve(request: HttpRequest, model: str) -> HttpResponseBase:
     return (await hotpath.model_retrieve(request.headers, model)).as_django()
+
+
+@csrf_exempt
+@require_POST
+async def completions(request: HttpRequest) -> HttpResponseBase:
+    return (await hotpath.completions(request.headers, request.body)).as_django()
+
+
+@csrf_exempt
+@require_POST
+async def embeddings(request: HttpRequest) -> HttpResponseBase:
+    return (await hotpath.embeddings(request.headers, request.body)).as_django()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -14,7 +15,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from gateway.errors import InvalidRequest
-from organizations import services
+from organizations import budgets, services
+from organizations.model_access import allow_list_check
 from organizations.models import (
     ApiKey,
     AuditLogEntry,
@@ -26,6 +28,8 @@ from organizations.models import (
     ProjectRateLimit,
     ServiceAccount,
 )
+from organizations.services.budgets import BUDGET_FIELDS, api_key_budget_set, project_budget_set
+from organizations.services.model_access import api_key_model_access_set, project_model_access_set
 from organizations.services.rate_limits import LIMIT_FIELDS
 
 
@@ -172,13 +176,77 @@ class ProjectRateLimitInline(admin.TabularInline[ProjectRateLimit, Project]):
     fields = ("model", *LIMIT_FIELDS)
 
 
+def _budget_text(row: Project | ApiKey, scope: str) -> str:
+    if row.pk is None:
+        return "-"
+    spent = budgets.spent_nanos(row.organization.public_id, scope)
+    shown = (
+        "unknown (counter store unreachable)" if spent is None else f"{Decimal(spent) / budgets.NANOS:.4f}"
+    )
+    hard = row.monthly_budget if row.monthly_budget is not None else "none"
+    soft = row.monthly_soft_budget if row.monthly_soft_budget is not None else "none"
+    return f"{budgets.month_now()}: spent {shown} {budgets.currency().upper()} (hard limit {hard}, soft limit {soft})"
+
+
+def _clean_allowed_models(form: ModelForm[Any]) -> list[str]:
+    try:
+        return allow_list_check(form.cleaned_data.get("allowed_models") or [])
+    except InvalidRequest as err:
+        raise ValidationError(err.message) from None
+
+
+class ProjectAdminForm(ModelForm[Project]):
+    class Meta:
+        model = Project
+        fields = ("allowed_models",)  # the admin adds the rest of its fields
+
+    def clean_allowed_models(self) -> list[str]:
+        return _clean_allowed_models(self)
+
+
+class ApiKeyChangeForm(ModelForm[ApiKey]):
+    class Meta:
+        model = ApiKey
+        fields = ("allowed_models",)  # the admin adds the rest of its fields
+
+    def clean_allowed_models(self) -> list[str]:
+        return _clean_allowed_models(self)
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin[Project]):
+    form = ProjectAdminForm
     list_display = ("name", "public_id", "organization", "status", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "public_id", "organization__name")
-    readonly_fields = ("public_id", "created_at")
+    fields = (
+        "public_id",
+        "organization",
+        "name",
+        "status",
+        "archived_at",
+        "created_at",
+        "deleted_at",
+        "allowed_models",
+        *BUDGET_FIELDS,
+        "budget_state",
+    )
+    readonly_fields = ("public_id", "created_at", "budget_state")
     inlines = [ProjectMemberInline, ProjectRateLimitInline]
+
+    def save_model(self, request: HttpRequest, obj: Project, form: ModelForm[Project], change: bool) -> None:
+        allowed = obj.allowed_models
+        super().save_model(request, obj, form, change)
+        # Through the services: checked, audited, and every key of the project dropped from the cache.
+        if change and "allowed_models" in form.changed_data:
+            project_model_access_set(project=obj, allowed_models=allowed, actor=_admin_actor(request))
+        budget_changes = {name: getattr(obj, name) for name in BUDGET_FIELDS if name in form.changed_data}
+        if change and budget_changes:
+            project_budget_set(project=obj, actor=_admin_actor(request), **budget_changes)
+
+    @admin.display(description="Budget this month")
+    def budget_state(self, obj: Project) -> str:
+        return _budget_text(obj, f"p{obj.pk}")
 
     def save_formset(
         self,
@@ -304,8 +372,15 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         "created_at",
         "deleted_at",
         *LIMIT_FIELDS,
+        "allowed_models",
+        *BUDGET_FIELDS,
+        "budget_state",
     )
-    readonly_fields = tuple(name for name in fields if name not in LIMIT_FIELDS)  # only limits change here
+    # Only limits, the model allow-list and budgets change here.
+    readonly_fields = tuple(
+        name for name in fields if name not in (*LIMIT_FIELDS, "allowed_models", *BUDGET_FIELDS)
+    )
+    form = ApiKeyChangeForm
     actions = ["revoke", "disable", "enable"]
 
     add_fields = (*ApiKeyAddForm.Meta.fields, "expires_in")
@@ -346,7 +421,19 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
             request._created_api_key_value = raw_key  # type: ignore[attr-defined]
             return
         limits = {name: form.cleaned_data[name] for name in LIMIT_FIELDS if name in form.cleaned_data}
-        services.api_key_limits_set(key=ApiKey.objects.get(pk=obj.pk), actor=_admin_actor(request), **limits)
+        actor = _admin_actor(request)
+        services.api_key_limits_set(key=ApiKey.objects.get(pk=obj.pk), actor=actor, **limits)
+        budget_changes = {
+            name: form.cleaned_data[name] for name in BUDGET_FIELDS if name in form.changed_data
+        }
+        if budget_changes:
+            api_key_budget_set(key=ApiKey.objects.get(pk=obj.pk), actor=actor, **budget_changes)
+        if "allowed_models" in form.changed_data:
+            api_key_model_access_set(
+                key=ApiKey.objects.get(pk=obj.pk),
+                allowed_models=form.cleaned_data["allowed_models"],
+                actor=actor,
+            )
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
@@ -365,6 +452,10 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         response = TemplateResponse(request, "admin/organizations/apikey/created.html", context)
         response["Cache-Control"] = "no-store"  # the one page that shows the value: keep it out of caches
         return response
+
+    @admin.display(description="Budget this month")
+    def budget_state(self, obj: ApiKey) -> str:
+        return _budget_text(obj, f"k{obj.pk}")
 
     def has_delete_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
         return False  # use "revoke": a soft delete that also clears the caches

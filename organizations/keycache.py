@@ -29,12 +29,15 @@ logger = logging.getLogger(__name__)
 LOCAL_TTL_SECONDS = 1.0
 _INVALIDATE_RETRY_SECONDS = 0.5
 _MISSING_TTL_SECONDS = 30  # unknown keys: random strings that can never become valid later
-_PREFIX = "apikey:v2:"  # v2: entries carry rate limits
+_PREFIX = "apikey:v3:"  # v2: entries carry rate limits; v3: and model allow-lists and budgets
 
 # A limit rule: (scope, model, requests/min, tokens/min, concurrent streams). The scope is
 # "k<key pk>" for a key's own limits or "p<project pk>" for its project's; model "*" is every
 # model together; 0 is no limit. Plain tuples: they cross Redis as JSON and cost nothing to read.
 RateRule = tuple[str, str, int, int, int]
+# A monthly budget: (scope, hard limit, soft limit), limits in billionths of BUDGET_CURRENCY and 0
+# for none; scope as above (organizations.budgets).
+Budget = tuple[str, int, int]
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class KeySnapshot:
     usable: bool  # enabled, not deleted, organization and project alive, owner enabled
     # The key's own limits and, for a key bound to a project, the project's (organizations.ratelimits).
     rate_limits: tuple[RateRule, ...] = ()
+    # Allow-lists of model ids or globs: the key's own and its project's (organizations.model_access).
+    model_access: tuple[tuple[str, ...], ...] = ()
+    # Monthly budgets: the key's own and its project's.
+    budgets: tuple[Budget, ...] = ()
 
 
 _local: dict[str, tuple[float, KeySnapshot | None]] = {}
@@ -69,6 +76,8 @@ def _decode(raw: bytes | str) -> KeySnapshot | None:
     if not data:
         return None
     data["rate_limits"] = tuple(tuple(rule) for rule in data.get("rate_limits", ()))
+    data["model_access"] = tuple(tuple(allowed) for allowed in data.get("model_access", ()))
+    data["budgets"] = tuple(tuple(budget) for budget in data.get("budgets", ()))
     return KeySnapshot(**data)
 
 

@@ -67,6 +67,12 @@ class Project(models.Model):
     archived_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Model ids or glob patterns the project's callers may use; empty: every model.
+    allowed_models = models.JSONField(default=list, blank=True)
+    # Monthly spend limits in BUDGET_CURRENCY (null: none). Hard refuses calls once the month's
+    # cost reaches it; soft sends the organization owners one e-mail a month.
+    monthly_budget = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    monthly_soft_budget = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.public_id})"
@@ -138,6 +144,11 @@ class ApiKey(models.Model):
     max_requests_per_1_minute = models.PositiveIntegerField(default=0)
     max_tokens_per_1_minute = models.PositiveIntegerField(default=0)
     max_concurrent_streams = models.PositiveIntegerField(default=0)
+    # Model ids or glob patterns this key may use, within its project's list; empty: no own list.
+    allowed_models = models.JSONField(default=list, blank=True)
+    # The key's own monthly spend limits, on top of its project's (see Project).
+    monthly_budget = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    monthly_soft_budget = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -257,3 +268,18 @@ class AuditLogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_id} by {self.actor_id or self.actor_type}"
+
+
+class BudgetNotice(models.Model):
+    """A soft-budget e-mail that went out: at most one per scope and month."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=40)  # "p<project pk>" or "k<key pk>"
+    month = models.CharField(max_length=7)  # "2026-12"
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "month"], name="one_budget_notice_a_month")]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.month}"

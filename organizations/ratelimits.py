@@ -16,6 +16,10 @@ Tokens are counted from the real usage when the response ends (`finish`), so a t
 refuses the requests that start after the recorded usage reached it; requests already running
 may take the total past the limit.
 
+Monthly budgets (organizations.budgets) are checked at admission and charged at `finish` with the
+call's real cost, through the same Admission, so a caller with neither limits nor budgets still
+costs nothing here.
+
 Without REDIS_URL (the embedded default) the same algorithm runs in process memory: limits are
 then per worker process, not shared.
 
@@ -45,7 +49,8 @@ from accounts.auth import Principal
 from gateway import metrics
 from gateway.errors import RateLimited
 from gateway.redis import async_client
-from organizations.keycache import RateRule
+from organizations import budgets
+from organizations.keycache import Budget, RateRule
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +175,7 @@ def _keys(organization: str, rule: RateRule) -> tuple[str, str, str]:
 class Admission:
     """An admitted request. `headers` go on the answer; `finish` must be called once when it ends."""
 
-    __slots__ = ("_finished", "_lease", "_organization", "_rules", "headers")
+    __slots__ = ("_budgets", "_finished", "_lease", "_organization", "_organization_id", "_rules", "headers")
 
     def __init__(
         self,
@@ -178,29 +183,37 @@ class Admission:
         rules: tuple[RateRule, ...] = (),
         organization: str = "",
         lease: str = "",
+        spending: tuple[Budget, ...] = (),
+        organization_id: int = 0,
     ) -> None:
         self.headers = headers
         self._rules = rules
         self._organization = organization
         self._lease = lease
-        self._finished = not rules
+        self._budgets = spending
+        self._organization_id = organization_id
+        self._finished = not rules and not spending
 
-    def finish_soon(self, *, total_tokens: int) -> None:
+    def finish_soon(self, *, total_tokens: int, cost_nanos: int = 0) -> None:
         """`finish` from sync code running on the event loop (the usage record): its own task."""
         if self._finished:
             return
         try:
-            task = asyncio.get_running_loop().create_task(self.finish(total_tokens=total_tokens))
+            work = self.finish(total_tokens=total_tokens, cost_nanos=cost_nanos)
+            task = asyncio.get_running_loop().create_task(work)
         except RuntimeError:  # no loop: nothing async can run here; the lease times out instead
             return
         _pending.add(task)
         task.add_done_callback(_pending.discard)
 
-    async def finish(self, *, total_tokens: int) -> None:
-        """Count the tokens the request used and give back its stream slot. Idempotent; never raises."""
+    async def finish(self, *, total_tokens: int, cost_nanos: int = 0) -> None:
+        """Count the tokens and the cost the request used and give back its stream slot.
+        Idempotent; never raises."""
         if self._finished:
             return
         self._finished = True
+        if self._budgets and cost_nanos > 0:
+            await budgets.spend(self._organization_id, self._organization, self._budgets, cost_nanos)
         counted = [rule for rule in self._rules if rule[3] > 0 or (self._lease and rule[4] > 0)]
         if not counted:
             return
@@ -238,21 +251,33 @@ def _applicable(principal: Principal, model: str) -> tuple[RateRule, ...]:
 
 
 async def admit(principal: Principal, *, model: str, stream: bool) -> Admission:
-    """Admit one request or raise RateLimited (429, Retry-After and x-ratelimit-* headers)."""
-    if not principal.rate_limits:
-        return UNLIMITED
-    rules = _applicable(principal, model)
-    if not rules:
+    """Admit one request or raise RateLimited (429: rate_limit_exceeded with Retry-After and
+    x-ratelimit-* headers, or insufficient_quota once a monthly budget is spent)."""
+    spending = principal.budgets
+    if not principal.rate_limits and not spending:
         return UNLIMITED
     organization = principal.organization_public_id
+    if spending:
+        await budgets.check(organization, spending)
+    rules = _applicable(principal, model)
+    if not rules:
+        return (
+            Admission({}, (), organization, "", spending, principal.organization_id)
+            if spending
+            else UNLIMITED
+        )
     lease = secrets.token_hex(8) if stream and any(rule[4] > 0 for rule in rules) else ""
     result = await _evaluate(organization, rules, lease)
     if result is None:
-        return UNLIMITED
+        return (
+            Admission({}, (), organization, "", spending, principal.organization_id)
+            if spending
+            else UNLIMITED
+        )
     headers = _headers(result)
     if not result[0]:
         raise _refusal(principal, model, rules, result, headers)
-    return Admission(headers, rules, organization, lease)
+    return Admission(headers, rules, organization, lease, spending, principal.organization_id)
 
 
 async def _evaluate(organization: str, rules: tuple[RateRule, ...], lease: str) -> list[int] | None:

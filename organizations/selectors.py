@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
 from gateway.errors import NotFound
-from organizations.keycache import KeySnapshot, RateRule
+from organizations.budgets import to_nanos
+from organizations.keycache import Budget, KeySnapshot, RateRule
 from organizations.models import (
     ApiKey,
     AuditLogEntry,
@@ -144,7 +146,26 @@ def api_key_snapshot_load(*, key_hash: str) -> KeySnapshot | None:
         usable=usable,
         rate_limits=api_key_rate_rules(key=key)
         + (project_rate_rules(project_id=key.project_id) if key.project_id else ()),
+        budgets=_budget_of(f"k{key.pk}", key.monthly_budget, key.monthly_soft_budget)
+        + (project_budgets(project=project) if project else ()),
+        model_access=tuple(
+            tuple(allowed)
+            for allowed in (key.allowed_models, project.allowed_models if project else [])
+            if allowed
+        ),
     )
+
+
+# --- Budgets (organizations.budgets enforces them) -------------------------------------------
+
+
+def _budget_of(scope: str, hard: Decimal | None, soft: Decimal | None) -> tuple[Budget, ...]:
+    limits = (to_nanos(hard), to_nanos(soft))
+    return ((scope, *limits),) if any(limits) else ()
+
+
+def project_budgets(*, project: Project) -> tuple[Budget, ...]:
+    return _budget_of(f"p{project.pk}", project.monthly_budget, project.monthly_soft_budget)
 
 
 # --- Rate limits (organizations.ratelimits enforces them) ------------------------------------

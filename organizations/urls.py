@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.urls import URLPattern, URLResolver, register_converter
 
 from gateway.routers import ApiRouter
-from organizations import rate_limit_views, views
+from organizations import budget_views, model_access_views, rate_limit_views, views
 
 
 class OrganizationIdConverter:
@@ -37,6 +37,18 @@ _SCOPED: list[tuple[str, type[views.AdminViewSet], str]] = [
     ("users", views.OrganizationUserViewSet, "org-users"),
     ("invites", views.InviteViewSet, "invites"),
     ("audit_logs", views.AuditLogViewSet, "audit-logs"),
+    ("projects/<str:project_id>/model_access", model_access_views.ProjectModelAccess, "project-model-access"),
+    (
+        "projects/<str:project_id>/api_keys/<str:key_id>/model_access",
+        model_access_views.ProjectKeyModelAccess,
+        "project-api-key-model-access",
+    ),
+    ("projects/<str:project_id>/budget", budget_views.ProjectBudget, "project-budget"),
+    (
+        "projects/<str:project_id>/api_keys/<str:key_id>/budget",
+        budget_views.ProjectKeyBudget,
+        "project-api-key-budget",
+    ),
 ]
 
 router = ApiRouter()

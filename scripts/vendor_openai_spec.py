@@ -25,6 +25,8 @@ OUTPUT = ROOT / "gateway" / "openapi" / "openai.json"
 # (method, OpenAI path): the operations whose wire format we mirror exactly.
 MIRRORED = [
     ("post", "/chat/completions"),
+    ("post", "/completions"),
+    ("post", "/embeddings"),
     ("get", "/models"),
     ("get", "/models/{model}"),
     ("post", "/responses"),

@@ -7,6 +7,8 @@ streaming clients that went away (`disconnects`).
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +70,8 @@ class FakeUpstream:
     def __init__(self, models: list[str] | None = None, *, port: int | None = None) -> None:
         self.models = models or ["fake-model"]
         self.behaviour: dict[str, str] = {}  # model id → behaviour; default "text"
+        # model id → the `capabilities` its /v1/models entry lists (Ollama's words); none: not said.
+        self.capabilities: dict[str, list[str]] = {}
         self.down = False  # every endpoint answers 503
         # A chat request whose body holds these bytes gets a 500, whatever its model: a caller
         # whose requests crash the model server, while everyone else's work.
@@ -122,10 +126,22 @@ class FakeUpstream:
             )
             return
         if scope["path"] == "/v1/models":
-            data = [
+            data: list[dict[str, Any]] = [
                 {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in self.models
             ]
+            for entry in data:
+                if entry["id"] in self.capabilities:
+                    entry["capabilities"] = self.capabilities[entry["id"]]
             await self._json(send, 200, {"object": "list", "data": data})
+            return
+        if scope["path"] == "/v1/embeddings" and isinstance(body, dict):
+            await self._json(send, 200, embeddings(body))
+            return
+        if scope["path"] == "/v1/completions" and isinstance(body, dict):
+            if body.get("stream"):
+                await self._send_events(scope, receive, send, text_completion_events(body), "text")
+            else:
+                await self._json(send, 200, text_completion(body))
             return
         if scope["path"] != "/v1/chat/completions" or not isinstance(body, dict):
             await self._json(
@@ -255,6 +271,11 @@ class FakeUpstream:
     async def _stream(
         self, scope: dict[str, Any], receive: Any, send: Any, body: dict[str, Any], behaviour: str
     ) -> None:
+        await self._send_events(scope, receive, send, self._events(body, behaviour), behaviour)
+
+    async def _send_events(
+        self, scope: dict[str, Any], receive: Any, send: Any, events: list[dict[str, Any]], behaviour: str
+    ) -> None:
         gone = asyncio.Event()
 
         async def watch() -> None:
@@ -270,7 +291,6 @@ class FakeUpstream:
                 "headers": [(b"content-type", b"text/event-stream")],
             }
         )
-        events = self._events(body, behaviour)
         try:
             for index, event in enumerate(events):
                 if gone.is_set():
@@ -292,3 +312,95 @@ class FakeUpstream:
             await send({"type": "http.response.body", "body": b""})
         finally:
             watcher.cancel()
+
+
+# --- Embeddings and legacy text completions -------------------------------------------------
+
+
+def _inputs(value: Any) -> list[Any]:
+    """The items of an `input`/`prompt`: one string or token list, or a list of them."""
+    if isinstance(value, str) or (isinstance(value, list) and value and isinstance(value[0], int)):
+        return [value]
+    return list(value)
+
+
+def _tokens(item: Any) -> int:
+    return len(item) if isinstance(item, list) else len(str(item).split())
+
+
+def embedding_vector(item: Any, dimensions: int) -> list[float]:
+    """A vector every float32 holds exactly (eighths), so base64 and float answers agree."""
+    seed = sum(item) if isinstance(item, list) else sum(str(item).encode())
+    return [((seed + 3 * i) % 16 - 8) / 8 for i in range(dimensions)]
+
+
+def embeddings(body: dict[str, Any]) -> dict[str, Any]:
+    dimensions = body.get("dimensions") or 8
+    data = []
+    for index, item in enumerate(_inputs(body["input"])):
+        vector = embedding_vector(item, dimensions)
+        encoded: Any = vector
+        if body.get("encoding_format") == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    prompt = sum(_tokens(item) for item in _inputs(body["input"]))
+    return {
+        "object": "list",
+        "data": data,
+        "model": body["model"],
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    }
+
+
+def _completion_usage(body: dict[str, Any]) -> dict[str, int]:
+    prompt = sum(_tokens(item) for item in _inputs(body["prompt"]))
+    return {"prompt_tokens": prompt, "completion_tokens": len(CONTENT), "total_tokens": prompt + len(CONTENT)}
+
+
+def _text_logprobs(parts: list[str], count: int) -> dict[str, Any]:
+    return {
+        "tokens": parts,
+        "token_logprobs": [-0.5] * len(parts),
+        "top_logprobs": [{part: -0.5} for part in parts] if count else None,
+        "text_offset": [sum(len(p) for p in parts[:i]) for i in range(len(parts))],
+    }
+
+
+def text_completion(body: dict[str, Any]) -> dict[str, Any]:
+    prompt = body["prompt"] if isinstance(body["prompt"], str) else ""
+    text = (prompt if body.get("echo") else "") + "".join(CONTENT) + (body.get("suffix") or "")
+    logprobs = body.get("logprobs")
+    return {
+        "id": "cmpl-fake123",
+        "object": "text_completion",
+        "created": 1700000000,
+        "model": body["model"],
+        "choices": [
+            {
+                "index": 0,
+                "text": text,
+                "logprobs": _text_logprobs(CONTENT, logprobs) if logprobs is not None else None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": _completion_usage(body),
+    }
+
+
+def text_completion_events(body: dict[str, Any]) -> list[dict[str, Any]]:
+    def chunk(text: str, finish: str | None) -> dict[str, Any]:
+        return {
+            "id": "cmpl-fake123",
+            "object": "text_completion",
+            "created": 1700000000,
+            "model": body["model"],
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+        }
+
+    events = [chunk(part, None) for part in CONTENT] + [chunk("", "stop")]
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = chunk("", None)
+        usage["choices"] = []
+        usage["usage"] = _completion_usage(body)
+        events.append(usage)
+    return events
