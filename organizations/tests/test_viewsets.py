@@ -22,7 +22,7 @@ from organizations.views import AdminViewSet, InviteVerificationViewSet
 pytestmark = pytest.mark.django_db
 
 # The inference app serves these under /v1/organization with its own views.
-_INFERENCE_ROUTES = re.compile(r"^v1/organization/(<org:org_id>/)?(models|usage)")
+_INFERENCE_ROUTES = re.compile(r"^v1/organization/(<org:org_id>/)?(models|usage|costs)")
 
 
 def _patterns(patterns: list[Any], prefix: str = "") -> Iterator[tuple[str, URLPattern]]:
