@@ -121,6 +121,16 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("DELETE", "/v1/organization[/{org}]/invites/{invite}", None, "200 403 403 403 403 200 403 403 403 404"),
     ("POST", "/v1/organization[/{org}]/invites/{invite}/resend", None, "200 403 403 403 403 200 403 403 403 404"),
     ("GET", "/v1/organization[/{org}]/audit_logs", None, "200 403 403 403 403 200 403 403 403 200"),
+    # Model allow-lists and budgets: read like the project's rate limits, changed by organization
+    # owners (project) or project owners (a key).
+    ("GET", "/v1/organization[/{org}]/projects/{project}/model_access", None, "200 200 200 200 404 200 403 403 403 404"),
+    ("POST", "/v1/organization[/{org}]/projects/{project}/model_access", {"allowed_models": ["m*"]}, "200 403 403 403 404 200 403 403 403 404"),
+    ("GET", "/v1/organization[/{org}]/projects/{project}/api_keys/{project_key}/model_access", None, "200 404 200 404 404 200 403 403 403 404"),
+    ("POST", "/v1/organization[/{org}]/projects/{project}/api_keys/{project_key}/model_access", {"allowed_models": []}, "200 404 200 404 404 200 403 403 403 404"),
+    ("GET", "/v1/organization[/{org}]/projects/{project}/budget", None, "200 200 200 200 404 200 403 403 403 404"),
+    ("POST", "/v1/organization[/{org}]/projects/{project}/budget", {"monthly_budget": "5"}, "200 403 403 403 404 200 403 403 403 404"),
+    ("GET", "/v1/organization[/{org}]/projects/{project}/api_keys/{project_key}/budget", None, "200 404 200 404 404 200 403 403 403 404"),
+    ("POST", "/v1/organization[/{org}]/projects/{project}/api_keys/{project_key}/budget", {"monthly_budget": "1"}, "200 404 200 404 404 200 403 403 403 404"),
     # Model providers and usage (the inference app): owners only.
     ("GET", "/v1/organization/models/providers", None, "200 403 403 403 403 200 403 403 403 200"),
     ("POST", "/v1/organization/models/providers", {}, "400 403 403 403 403 400 403 403 403 400"),
@@ -129,6 +139,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("DELETE", "/v1/organization/models/providers/{provider}", None, "200 403 403 403 403 200 403 403 403 404"),
     ("GET", "/v1/organization[/{org}]/usage/completions?start_time={hour_ago}", None, "200 403 404 404 404 200 403 403 403 200"),
     ("GET", "/v1/organization/{org}/usage?start_time={hour_ago}", None, "200 403 404 404 404 200 403 403 403 404"),
+    ("GET", "/v1/organization/costs?start_time={hour_ago}", None, "200 403 404 404 404 200 403 403 403 200"),
 ]  # fmt: skip
 
 
