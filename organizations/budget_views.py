@@ -16,10 +16,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from gateway.api import parse
-from organizations import budgets, selectors
+from organizations import budgets
 from organizations.models import ApiKey, Project
 from organizations.services.budgets import api_key_budget_set, project_budget_set
-from organizations.views import PROJECT_KEY_TYPES, AdminViewSet, admin_op
+from organizations.views import AdminViewSet, admin_op, project_key_visible
 
 
 def _amount(help_text: str) -> serializers.DecimalField:
@@ -109,15 +109,7 @@ class ProjectBudget(AdminViewSet):
 
 class ProjectKeyBudget(AdminViewSet):
     def _key(self, key_id: str) -> tuple[Any, ApiKey]:
-        access = self.project
-        key = selectors.api_key_get(
-            organization_id=access.project.organization_id,
-            key_types=PROJECT_KEY_TYPES,
-            project_id=access.project.pk,
-            public_id=key_id,
-            owner_user_id=access.key_owner_filter,
-        )
-        return access, key
+        return self.project, project_key_visible(self.project, key_id)
 
     @admin_op(
         "retrieveProjectApiKeyBudget",

@@ -15,10 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from gateway.api import parse
-from organizations import selectors
 from organizations.models import ApiKey, Project
 from organizations.services.model_access import api_key_model_access_set, project_model_access_set
-from organizations.views import PROJECT_KEY_TYPES, AdminViewSet, admin_op
+from organizations.views import AdminViewSet, admin_op, project_key_visible
 
 _HELP = "Model ids or glob patterns (`gpt-4o*`, `meta-llama/*`); an empty list allows every model."
 
@@ -76,15 +75,7 @@ class ProjectModelAccess(AdminViewSet):
 
 class ProjectKeyModelAccess(AdminViewSet):
     def _key(self, key_id: str) -> tuple[Any, ApiKey]:
-        access = self.project
-        key = selectors.api_key_get(
-            organization_id=access.project.organization_id,
-            key_types=PROJECT_KEY_TYPES,
-            project_id=access.project.pk,
-            public_id=key_id,
-            owner_user_id=access.key_owner_filter,
-        )
-        return access, key
+        return self.project, project_key_visible(self.project, key_id)
 
     @admin_op(
         "retrieveProjectApiKeyModelAccess",

@@ -521,6 +521,17 @@ class ProjectViewSet(AdminViewSet):
 PROJECT_KEY_TYPES = [ApiKey.Type.PROJECT, ApiKey.Type.SERVICE, ApiKey.Type.EPHEMERAL]
 
 
+def project_key_visible(access: ProjectScope, key_id: str) -> ApiKey:
+    """A key of the project that the caller may see (those who manage the project see all)."""
+    return selectors.api_key_get(
+        organization_id=access.project.organization_id,
+        key_types=PROJECT_KEY_TYPES,
+        project_id=access.project.pk,
+        public_id=key_id,
+        owner_user_id=access.key_owner_filter,
+    )
+
+
 class ProjectApiKeyViewSet(AdminViewSet):
     lookup_url_kwarg = "key_id"
 
@@ -624,13 +635,7 @@ class ProjectApiKeyViewSet(AdminViewSet):
         return Response(ApiKeyRateLimitOut(key).data)
 
     def _visible_key(self, key_id: str) -> ApiKey:
-        return selectors.api_key_get(
-            organization_id=self.project.project.organization_id,
-            key_types=PROJECT_KEY_TYPES,
-            project_id=self.project.project.pk,
-            public_id=key_id,
-            owner_user_id=self.project.key_owner_filter,
-        )
+        return project_key_visible(self.project, key_id)
 
 
 # --- Members --------------------------------------------------------------------------------------
