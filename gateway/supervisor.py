@@ -38,6 +38,8 @@ RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)
 # A process that failed this many times in a row soon after starting will not start (a port in
 # use, a broken setting): everything stops, and the last failure's output says why.
 GIVE_UP_AFTER = 6
+# A second Ctrl-C or SIGTERM at least this long after the first kills at once, without the drain.
+REPEATED_SIGNAL_SECONDS = 1.0
 # Beyond the drain: Celery's warm shutdown and interpreter exit.
 STOP_MARGIN_SECONDS = 10.0
 
@@ -101,6 +103,7 @@ class Supervisor:
     ready_url: str | None = None
     stopping: bool = False
     forced: bool = False
+    stop_requested_at: float = 0.0
     announced: bool = False
     gave_up: bool = False
     _signals: list[int] = field(default_factory=list)
@@ -123,10 +126,14 @@ class Supervisor:
         while self._signals:
             signum = self._signals.pop(0)
             if self.stopping:
-                self.forced = True
+                # A signal sent to the whole process group reaches us twice within milliseconds
+                # (directly, and forwarded by `make`): only a later one means "stop now".
+                if time.monotonic() - self.stop_requested_at >= REPEATED_SIGNAL_SECONDS:
+                    self.forced = True
             else:
                 log(f"{signal.Signals(signum).name}: stopping (drain up to {self.stop_timeout:.0f} s)")
                 self.stopping = True
+                self.stop_requested_at = time.monotonic()
 
     def _reap_and_restart(self) -> None:
         now = time.monotonic()

@@ -86,3 +86,47 @@ def test_the_ready_banner_points_at_the_docs_and_says_when_no_model_server_is_co
         assert line in banner
     settings.JAN_INFERENCE_MODEL_URL = "http://127.0.0.1:9/v1"  # type: ignore[attr-defined]
     assert "No model server" not in supervisor.ready_banner("http://127.0.0.1:8080")
+
+
+def _slow_to_stop(tmp_path: Path) -> Child:
+    """A child that takes about a second to finish after SIGTERM (a drain in miniature)."""
+    ready = tmp_path / "ready"
+    script = f"trap 'sleep 1; exit 0' TERM; touch {ready}; while true; do sleep 0.05; done"
+    return Child("draining", f'sh -c "{script}"')
+
+
+def _stop_when_ready(tree: Supervisor, tmp_path: Path, gap: float) -> threading.Thread:
+    def stop() -> None:
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        tree.request_stop(signal.SIGTERM)
+        time.sleep(gap)
+        tree.request_stop(signal.SIGTERM)
+
+    watcher = threading.Thread(target=stop)
+    watcher.start()
+    return watcher
+
+
+def test_one_signal_delivered_twice_still_drains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # SIGTERM to the process group reaches the supervisor directly and again through `make`.
+    child = _slow_to_stop(tmp_path)
+    tree = Supervisor(children=[child], stop_timeout=10)
+    watcher = _stop_when_ready(tree, tmp_path, gap=0.01)
+    assert tree.run() == 0
+    watcher.join()
+    assert child.process is not None
+    assert child.process.returncode == 0  # finished its drain, was not killed
+    assert "second signal" not in capsys.readouterr().err
+
+
+def test_a_later_second_signal_stops_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    child = Child("stubborn", "sh -c \"trap '' TERM; touch " + str(tmp_path / "ready") + '; sleep 600"')
+    tree = Supervisor(children=[child], stop_timeout=60)
+    watcher = _stop_when_ready(tree, tmp_path, gap=supervisor.REPEATED_SIGNAL_SECONDS + 0.2)
+    started = time.monotonic()
+    assert tree.run() == 1
+    watcher.join()
+    assert time.monotonic() - started < 10  # not the 60 s drain
+    assert "killing stubborn: second signal" in capsys.readouterr().err
