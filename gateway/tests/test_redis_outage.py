@@ -21,6 +21,7 @@ import redis
 from django.db import connection
 
 from inference.models import Provider
+from organizations.keycache import _PREFIX as KEY_CACHE_PREFIX  # the entries the outage must not stop
 from organizations.tests.factories import make_api_key
 from tests.live_server import GatewayProcess, free_port
 
@@ -141,7 +142,9 @@ def test_redis_stopped_mid_load(throwaway_redis: ThrowawayRedis, provider: Provi
     try:
         with _Load(server.url, raw) as load:
             _wait_for(lambda: load.snapshot()[200] >= 20, 30, "traffic before the outage")
-            assert redis.Redis.from_url(throwaway_redis.url).keys("apikey:v2:*"), "the key cache uses Redis"
+            assert redis.Redis.from_url(throwaway_redis.url).keys(f"{KEY_CACHE_PREFIX}*"), (
+                "the key cache uses Redis"
+            )
 
             throwaway_redis.stop()
             during_start = load.snapshot()
@@ -152,7 +155,7 @@ def test_redis_stopped_mid_load(throwaway_redis: ThrowawayRedis, provider: Provi
 
             throwaway_redis.start()  # same port, empty: the gateway must find it again by itself
             _wait_for(
-                lambda: bool(redis.Redis.from_url(throwaway_redis.url).keys("apikey:v2:*")),
+                lambda: bool(redis.Redis.from_url(throwaway_redis.url).keys(f"{KEY_CACHE_PREFIX}*")),
                 30,
                 "the key cache to use Redis again",
             )
