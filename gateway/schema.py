@@ -44,6 +44,13 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "(15 minutes). `OpenAI-Organization` / `OpenAI-Project` select where it acts.",
     },
 }  # and RefreshCookieAuth, from settings.SPECTACULAR_SETTINGS["APPEND_COMPONENTS"]
+# Vendored list components whose cursor ids we answer as null when the page is empty (there is no
+# first or last item to name). OpenAI's SDKs read these lists as cursor pages (`data`, `has_more`)
+# and never parse the two ids, so the null reaches no typed field.
+NULLABLE_WHEN_EMPTY: dict[str, tuple[str, ...]] = {
+    "ResponseItemList": ("first_id", "last_id"),
+    "ConversationItemList": ("first_id", "last_id"),
+}
 ERROR_STATUSES = {
     "400": "Invalid request (the envelope's `param` names the field)",
     "401": "No or invalid credential",
@@ -150,6 +157,8 @@ def add_external_operations(
         if name in schemas:
             continue
         schemas[name] = copy.deepcopy(vendored[name])
+        for prop in NULLABLE_WHEN_EMPTY.get(name, ()):
+            schemas[name]["properties"][prop]["type"] = [schemas[name]["properties"][prop]["type"], "null"]
         found: set[str] = set()
         schema_refs(vendored[name], found)
         pending |= {ref for ref in found if ref not in schemas}

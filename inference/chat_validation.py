@@ -250,10 +250,10 @@ def _tool_choice(choice: Any) -> None:
             raise _missing("tool_choice.custom.name")
     elif kind == "allowed_tools":
         allowed = choice.get("allowed_tools")
-        if not isinstance(allowed, dict) or allowed.get("mode") not in ("auto", "required"):
-            raise _invalid_value(
-                "tool_choice.allowed_tools.mode", (allowed or {}).get("mode"), ("auto", "required")
-            )
+        if not isinstance(allowed, dict):
+            raise _wrong_type("tool_choice.allowed_tools", "an object", allowed)
+        if allowed.get("mode") not in ("auto", "required"):
+            raise _invalid_value("tool_choice.allowed_tools.mode", allowed.get("mode"), ("auto", "required"))
         if not isinstance(allowed.get("tools"), list):
             raise _wrong_type("tool_choice.allowed_tools.tools", "an array", allowed.get("tools"))
     else:

@@ -52,6 +52,11 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({"messages": [{"role": "user", "content": [[[[]]]]}]}, "messages[0].content[0]", "invalid_type"),
     ({"tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
     ({"tool_choice": {"type": "function"}}, "tool_choice.function.name", "missing_required_parameter"),
+    (
+        {"tool_choice": {"type": "allowed_tools", "allowed_tools": [None]}},
+        "tool_choice.allowed_tools",
+        "invalid_type",
+    ),
     ({"tools": {"type": "function"}}, "tools", "invalid_type"),
     ({"tools": [{"type": "retrieval"}]}, "tools[0].type", "invalid_value"),
     (
