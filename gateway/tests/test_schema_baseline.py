@@ -27,6 +27,7 @@ VENDORED = Path(__file__).resolve().parents[1] / "openapi" / "openai.json"
 
 # "METHOD path" or a component name -> why its documentation changed on purpose.
 FIXES: dict[str, str] = {
+    "GET /v1/conversations": "limit documents the 1-100 range the route enforces (0 was documented valid)",
     "ConversationItemList": "first_id and last_id are null on an empty page (no item to name); OpenAI's "
     "SDKs read the list as a cursor page and never parse the two ids",
 }
