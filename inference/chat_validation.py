@@ -171,7 +171,7 @@ def _message(message: Any, param: str) -> None:
     if not isinstance(message, dict):
         raise _wrong_type(param, "an object", message)
     role = message.get("role")
-    if role not in PART_TYPES:
+    if not isinstance(role, str) or role not in PART_TYPES:
         if role is None:
             raise _missing(f"{param}.role")
         raise _invalid_value(f"{param}.role", role, ROLES)
