@@ -72,6 +72,7 @@ class ExternalOperation:
     description: str = ""
     mirror: str | None = None  # "POST /chat/completions": the vendored OpenAI operation
     request: dict[str, Any] | None = None  # a JSON schema, when not mirrored
+    request_required: bool = True  # False: a request without a body is served too
     responses: dict[str, Any] = field(default_factory=dict)  # status → response object, when not mirrored
     parameters: list[dict[str, Any]] = field(default_factory=list)
     security: tuple[str, ...] = ("ApiKeyAuth", "JwtAuth")  # alternatives
@@ -116,7 +117,7 @@ def _operation(spec: ExternalOperation) -> dict[str, Any]:
         operation["parameters"] = spec.parameters
     if spec.request is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": spec.request_required,
             "content": {"application/json": {"schema": spec.request}},
         }
     responses = operation.setdefault("responses", {})

@@ -54,8 +54,11 @@ PROJECT_ROLES = list(ProjectMember.Role.values)
 
 
 class StrictIn(serializers.Serializer[Any]):
-    """Refuses fields it does not know, so a typo is a 400 rather than silently ignored, and
-    numbers or booleans where a string is documented (DRF's CharField would turn 0 into "0")."""
+    """Refuses fields it does not know, so a typo is a 400 rather than silently ignored."""
+
+    # The docstring above is every input component's description in the OpenAPI document.
+    # The method also refuses numbers and booleans where a string is documented: DRF's CharField
+    # would store 0 as "0".
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if isinstance(data, dict):

@@ -28,6 +28,10 @@ VENDORED = Path(__file__).resolve().parents[1] / "openapi" / "openai.json"
 # "METHOD path" or a component name -> why its documentation changed on purpose.
 FIXES: dict[str, str] = {
     "GET /v1/conversations": "limit documents the 1-100 range the route enforces (0 was documented valid)",
+    "POST /v1/conversations": "the body is optional, as in OpenAI's spec (the route always served none); "
+    "title may be null (no title)",
+    "POST /v1/conversations/{conversation_id}": "title may be null: it leaves the title as it is",
+    "PatchedConversationUpdateInRequest": "title may be null: it leaves the title as it is",
     "ConversationItemList": "first_id and last_id are null on an empty page (no item to name); OpenAI's "
     "SDKs read the list as a cursor page and never parse the two ids",
 }
