@@ -130,7 +130,7 @@ def _content(content: Any, role: str, param: str) -> None:
         if not isinstance(part, dict):
             raise _wrong_type(where, "an object", part)
         kind = part.get("type")
-        if kind not in allowed:
+        if not isinstance(kind, str) or kind not in allowed:
             if kind is None:
                 raise _missing(f"{where}.type")
             raise _invalid_value(f"{where}.type", kind, allowed)

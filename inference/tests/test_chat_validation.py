@@ -51,6 +51,11 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ),
     ({"messages": [{"role": "user", "content": [[[[]]]]}]}, "messages[0].content[0]", "invalid_type"),
     ({"messages": [{"role": {}, "content": None}]}, "messages[0].role", "invalid_value"),
+    (
+        {"messages": [{"role": "user", "content": [{"type": {}}]}]},
+        "messages[0].content[0].type",
+        "invalid_value",
+    ),
     ({"tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
     ({"tool_choice": {"type": "function"}}, "tool_choice.function.name", "missing_required_parameter"),
     (
