@@ -26,6 +26,7 @@ PART_TYPES = ("input_text", "output_text", "input_image", "input_file", "refusal
 IMAGE_DETAILS = ("low", "high", "auto", "original")
 # OpenAI's `include[]` values; we always return what we store, so they only need to be valid.
 INCLUDE_VALUES = (
+    "web_search_call.results",
     "web_search_call.action.sources",
     "code_interpreter_call.outputs",
     "computer_call_output.output.image_url",

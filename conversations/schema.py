@@ -44,7 +44,7 @@ _ERRORS = {
 _CONVERSATIONS = "Conversations"
 _TITLE: dict[str, Any] = {
     "title": {
-        "type": "string",
+        "type": ["string", "null"],
         "maxLength": 256,
         "description": "jan's conversation title (returned as `title` on the conversation).",
     }
@@ -78,6 +78,8 @@ CONVERSATION_OPERATIONS = [
                 {"type": "object", "properties": _TITLE},
             ]
         },
+        # As OpenAI documents it: every field is optional, so is the body.
+        request_required=False,
         errors=("400", "401", "403", "429"),
         extra_errors={"413": "The body is too large"},
     ),

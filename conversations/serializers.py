@@ -76,7 +76,8 @@ class ConversationCreateIn(serializers.Serializer[Any]):
 
 class ConversationUpdateIn(serializers.Serializer[Any]):
     metadata = serializers.DictField(child=serializers.CharField(), required=False)
-    title = serializers.CharField(required=False, allow_blank=True, max_length=256)
+    # null leaves the title as it is, as an absent title does.
+    title = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=256)
 
 
 class ItemCreateIn(serializers.Serializer[Any]):

@@ -39,7 +39,9 @@ from gateway.pagination import page_params, paginate
 MAX_ITEMS_PER_REQUEST = 20
 
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description="1-100, default 20"),
+    OpenApiParameter(
+        "limit", {"type": "integer", "minimum": 1, "maximum": 100}, description="1-100, default 20"
+    ),
     OpenApiParameter("order", str, enum=["asc", "desc"], description="default desc"),
     OpenApiParameter("after", str, description="cursor: the last id of the previous page (jan's `last` too)"),
 ]

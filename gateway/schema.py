@@ -44,6 +44,13 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "(15 minutes). `OpenAI-Organization` / `OpenAI-Project` select where it acts.",
     },
 }  # and RefreshCookieAuth, from settings.SPECTACULAR_SETTINGS["APPEND_COMPONENTS"]
+# Vendored list components whose cursor ids we answer as null when the page is empty (there is no
+# first or last item to name). OpenAI's SDKs read these lists as cursor pages (`data`, `has_more`)
+# and never parse the two ids, so the null reaches no typed field.
+NULLABLE_WHEN_EMPTY: dict[str, tuple[str, ...]] = {
+    "ResponseItemList": ("first_id", "last_id"),
+    "ConversationItemList": ("first_id", "last_id"),
+}
 ERROR_STATUSES = {
     "400": "Invalid request (the envelope's `param` names the field)",
     "401": "No or invalid credential",
@@ -65,6 +72,7 @@ class ExternalOperation:
     description: str = ""
     mirror: str | None = None  # "POST /chat/completions": the vendored OpenAI operation
     request: dict[str, Any] | None = None  # a JSON schema, when not mirrored
+    request_required: bool = True  # False: a request without a body is served too
     responses: dict[str, Any] = field(default_factory=dict)  # status → response object, when not mirrored
     parameters: list[dict[str, Any]] = field(default_factory=list)
     security: tuple[str, ...] = ("ApiKeyAuth", "JwtAuth")  # alternatives
@@ -109,7 +117,7 @@ def _operation(spec: ExternalOperation) -> dict[str, Any]:
         operation["parameters"] = spec.parameters
     if spec.request is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": spec.request_required,
             "content": {"application/json": {"schema": spec.request}},
         }
     responses = operation.setdefault("responses", {})
@@ -150,6 +158,8 @@ def add_external_operations(
         if name in schemas:
             continue
         schemas[name] = copy.deepcopy(vendored[name])
+        for prop in NULLABLE_WHEN_EMPTY.get(name, ()):
+            schemas[name]["properties"][prop]["type"] = [schemas[name]["properties"][prop]["type"], "null"]
         found: set[str] = set()
         schema_refs(vendored[name], found)
         pending |= {ref for ref in found if ref not in schemas}

@@ -130,7 +130,7 @@ def _content(content: Any, role: str, param: str) -> None:
         if not isinstance(part, dict):
             raise _wrong_type(where, "an object", part)
         kind = part.get("type")
-        if kind not in allowed:
+        if not isinstance(kind, str) or kind not in allowed:
             if kind is None:
                 raise _missing(f"{where}.type")
             raise _invalid_value(f"{where}.type", kind, allowed)
@@ -171,7 +171,7 @@ def _message(message: Any, param: str) -> None:
     if not isinstance(message, dict):
         raise _wrong_type(param, "an object", message)
     role = message.get("role")
-    if role not in PART_TYPES:
+    if not isinstance(role, str) or role not in PART_TYPES:
         if role is None:
             raise _missing(f"{param}.role")
         raise _invalid_value(f"{param}.role", role, ROLES)
@@ -250,10 +250,10 @@ def _tool_choice(choice: Any) -> None:
             raise _missing("tool_choice.custom.name")
     elif kind == "allowed_tools":
         allowed = choice.get("allowed_tools")
-        if not isinstance(allowed, dict) or allowed.get("mode") not in ("auto", "required"):
-            raise _invalid_value(
-                "tool_choice.allowed_tools.mode", (allowed or {}).get("mode"), ("auto", "required")
-            )
+        if not isinstance(allowed, dict):
+            raise _wrong_type("tool_choice.allowed_tools", "an object", allowed)
+        if allowed.get("mode") not in ("auto", "required"):
+            raise _invalid_value("tool_choice.allowed_tools.mode", allowed.get("mode"), ("auto", "required"))
         if not isinstance(allowed.get("tools"), list):
             raise _wrong_type("tool_choice.allowed_tools.tools", "an array", allowed.get("tools"))
     else:

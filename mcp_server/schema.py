@@ -62,6 +62,45 @@ _ANSWER = {
     "202": {"description": "A notification was accepted"},
 }
 
+# The MCP transport answers protocol-level refusals (no session, a method the negotiated revision
+# does not serve, an unacceptable Accept header, an unknown session) the way MCP clients expect:
+# a JSON-RPC error object. Refusals made before MCP sees the request use the OpenAI envelope.
+_JSONRPC_ERROR: dict[str, Any] = {
+    "type": "object",
+    "required": ["jsonrpc", "error"],
+    "properties": {
+        "jsonrpc": {"type": "string", "enum": ["2.0"]},
+        "id": {"type": ["string", "integer", "null"]},
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "data": {}},
+        },
+    },
+}
+
+
+def _refusal(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"anyOf": [{"$ref": "#/components/schemas/ErrorOut"}, _JSONRPC_ERROR]}
+            }
+        },
+    }
+
+
+_REFUSALS = {
+    "400": _refusal("Invalid JSON-RPC message or parameters, or a session id is missing"),
+    "404": _refusal("Unknown, expired or another credential's session"),
+    "405": _refusal(
+        "The negotiated revision does not serve this method (2026-07-28 is stateless: no GET or DELETE)"
+    ),
+    "406": _refusal("The Accept header does not include what the answer needs (text/event-stream)"),
+}
+_POST_REFUSALS = {**_REFUSALS, "413": _refusal("The body is larger than MCP_MAX_REQUEST_BYTES")}
+
 
 def _operations(path: str, suffix: str) -> list[ExternalOperation]:
     return [
@@ -73,13 +112,10 @@ def _operations(path: str, suffix: str) -> list[ExternalOperation]:
             summary="Send an MCP message",
             description=_DESCRIPTION,
             request=_JSONRPC,
-            responses=_ANSWER,
+            responses={**_ANSWER, **_POST_REFUSALS},
             parameters=_HEADERS,
-            errors=("400", "401", "403", "404"),
-            extra_errors={
-                "413": "The body is larger than MCP_MAX_REQUEST_BYTES",
-                "421": "Host is not allowed",
-            },
+            errors=("401", "403"),
+            extra_errors={"421": "Host is not allowed"},
         ),
         ExternalOperation(
             path=path,
@@ -92,10 +128,11 @@ def _operations(path: str, suffix: str) -> list[ExternalOperation]:
                 "200": {
                     "description": "The stream",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                }
+                },
+                **_REFUSALS,
             },
             parameters=_HEADERS,
-            errors=("400", "401", "403", "404"),
+            errors=("401", "403"),
         ),
         ExternalOperation(
             path=path,
@@ -103,9 +140,9 @@ def _operations(path: str, suffix: str) -> list[ExternalOperation]:
             operation_id=f"mcpEndSession{suffix}",
             tag="MCP",
             summary="End the session (2025-11-25)",
-            responses={"200": {"description": "The session and its subscriptions are gone"}},
+            responses={"200": {"description": "The session and its subscriptions are gone"}, **_REFUSALS},
             parameters=_HEADERS,
-            errors=("400", "401", "403", "404"),
+            errors=("401", "403"),
         ),
     ]
 

@@ -88,9 +88,11 @@ async def _send_error(send: Send, err: GatewayError, status: int | None = None) 
     await _send_json(send, status or err.status, err.body(), headers)
 
 
-async def _send_jsonrpc_error(send: Send, status: int, message: str, code: int = -32600) -> None:
+async def _send_jsonrpc_error(
+    send: Send, status: int, message: str, code: int = -32600, headers: dict[str, str] | None = None
+) -> None:
     await _send_json(
-        send, status, {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
+        send, status, {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}, headers
     )
 
 
@@ -312,6 +314,14 @@ class McpApp:
         if method == "OPTIONS":
             await self._preflight(send, origin)
             return
+        if method not in ("GET", "POST", "DELETE"):
+            # Refused before the session lookup: an unknown method is wrong whatever the session.
+            refusal = MethodNotAllowed(
+                f"Method {method} is not allowed on {scope['path']}.",
+                headers={"Allow": "GET, POST, DELETE, OPTIONS"},
+            )
+            await _send_error(send, refusal)
+            return
 
         cors = _cors_headers(origin)
 
@@ -336,6 +346,16 @@ class McpApp:
 
         version = headers.get("mcp-protocol-version")
         if version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS:
+            if method != "POST":
+                # The stateless revision has no session stream to open or end; the SDK's own 405
+                # has no body nor content type.
+                await _send_jsonrpc_error(
+                    send_cors,
+                    405,
+                    f"Method Not Allowed: {method} (MCP-Protocol-Version {version} is stateless)",
+                    headers={"Allow": "POST, OPTIONS"},
+                )
+                return
             # 2026-07-28: sessionless; the SDK validates the envelope and its headers.
             manager = await self.runtime.manager()
             await manager.handle_request(child, receive, send_cors)
@@ -375,10 +395,8 @@ class McpApp:
             await store.delete(session_id)
             sessions.hub().end_session(session_id)
             await _send_json(send, 200, {})
-        elif method == "POST":
+        else:  # POST: other methods were refused before the session lookup
             await self._post(scope, receive, send, session_id, owner)
-        else:
-            await _send_error(send, MethodNotAllowed(f"Method {method} is not allowed on {scope['path']}."))
 
     async def _post(
         self, scope: Scope, receive: Receive, send: Send, session_id: str | None, owner: str

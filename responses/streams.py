@@ -42,9 +42,12 @@ def _api(*methods: str) -> Callable[[View], View]:
         @functools.wraps(view)
         async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
-                return errors.json_error(
+                refusal = errors.json_error(
                     errors.MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}.")
                 )
+                # RFC 9110 requires a 405 to name the methods the route does accept.
+                refusal["Allow"] = ", ".join(methods)
+                return refusal
             try:
                 return await view(request, *args, **kwargs)
             except errors.GatewayError as err:

@@ -26,7 +26,15 @@ BASELINE = Path(__file__).with_name("openapi_admin_conversations.json")
 VENDORED = Path(__file__).resolve().parents[1] / "openapi" / "openai.json"
 
 # "METHOD path" or a component name -> why its documentation changed on purpose.
-FIXES: dict[str, str] = {}
+FIXES: dict[str, str] = {
+    "GET /v1/conversations": "limit documents the 1-100 range the route enforces (0 was documented valid)",
+    "POST /v1/conversations": "the body is optional, as in OpenAI's spec (the route always served none); "
+    "title may be null (no title)",
+    "POST /v1/conversations/{conversation_id}": "title may be null: it leaves the title as it is",
+    "PatchedConversationUpdateInRequest": "title may be null: it leaves the title as it is",
+    "ConversationItemList": "first_id and last_id are null on an empty page (no item to name); OpenAI's "
+    "SDKs read the list as a cursor page and never parse the two ids",
+}
 # Resources added after the move by new features (model allow-lists and budgets): new paths,
 # not changes of the documented ones, so they are outside the comparison.
 ADDED_AFTER_THE_MOVE = ("/model_access", "/budget")
@@ -106,11 +114,16 @@ def test_same_parameters_bodies_and_responses(baseline: dict[str, Any], current:
 def test_same_component_schemas(baseline: dict[str, Any], current: dict[str, Any]) -> None:
     changed = _differences(baseline["schemas"], current["schemas"])
     assert not changed, f"components documented differently than before: {changed}"
-    assert current["vendored_schemas"] == baseline["vendored_schemas"]
+    amended = [name for name in baseline["vendored_schemas"] if name not in FIXES]
+    assert [name for name in current["vendored_schemas"] if name not in FIXES] == amended
 
 
 def test_fixes_name_real_changes(baseline: dict[str, Any], current: dict[str, Any]) -> None:
     """A listed fix that changes nothing is stale: drop it, or the list stops meaning anything."""
     for name in FIXES:
-        section = "operations" if " " in name else "schemas"
-        assert baseline[section].get(name) != current[section].get(name), f"stale fix: {name}"
+        if " " in name:
+            assert baseline["operations"].get(name) != current["operations"].get(name), f"stale fix: {name}"
+        else:
+            # A vendored component we amend leaves the vendored list for the changed ones.
+            assert name in current["schemas"], f"stale fix: {name}"
+            assert baseline["schemas"].get(name) != current["schemas"][name], f"stale fix: {name}"

@@ -50,8 +50,19 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
         "invalid_type",
     ),
     ({"messages": [{"role": "user", "content": [[[[]]]]}]}, "messages[0].content[0]", "invalid_type"),
+    ({"messages": [{"role": {}, "content": None}]}, "messages[0].role", "invalid_value"),
+    (
+        {"messages": [{"role": "user", "content": [{"type": {}}]}]},
+        "messages[0].content[0].type",
+        "invalid_value",
+    ),
     ({"tool_choice": "sometimes"}, "tool_choice", "invalid_value"),
     ({"tool_choice": {"type": "function"}}, "tool_choice.function.name", "missing_required_parameter"),
+    (
+        {"tool_choice": {"type": "allowed_tools", "allowed_tools": [None]}},
+        "tool_choice.allowed_tools",
+        "invalid_type",
+    ),
     ({"tools": {"type": "function"}}, "tools", "invalid_type"),
     ({"tools": [{"type": "retrieval"}]}, "tools[0].type", "invalid_value"),
     (

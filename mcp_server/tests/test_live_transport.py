@@ -290,6 +290,14 @@ def test_other_methods_are_not_allowed(mcp_gateway: GatewayProcess, key: str) ->
     response = httpx.put(f"{mcp_gateway.url}/v1/mcp", headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert response.status_code == 405
     assert response.json()["error"]["message"] == "Method PUT is not allowed on /v1/mcp."
+    assert response.headers["Allow"] == "GET, POST, DELETE, OPTIONS"
+    stateless = httpx.get(
+        f"{mcp_gateway.url}/v1/mcp",
+        headers={"Authorization": f"Bearer {key}", "MCP-Protocol-Version": MODERN},
+        timeout=10,
+    )
+    assert (stateless.status_code, stateless.headers["Allow"]) == (405, "POST, OPTIONS")
+    assert stateless.json()["error"]["code"] == -32600
 
 
 def test_the_seeds_prompts_call_is_prompts_get(mcp_gateway: GatewayProcess, key: str) -> None:

@@ -336,7 +336,9 @@ def test_project_key_delete_revokes(cast: dict[str, Any], django_capture_on_comm
     ("path", "body", "param"),
     [
         ("/v1/organization", {"name": "a", "colour": "red"}, "colour"),
-        ("/v1/organization", {"name": 5.5, "description": []}, "description"),
+        ("/v1/organization", {"name": "a", "description": []}, "description"),
+        ("/v1/organization", {"name": 5.5}, "name"),
+        ("/v1/organization/{org}/projects", {"name": 0}, "name"),
         ("/v1/organization", {}, "name"),
         ("/v1/organization/{org}/users", {"email": "not-an-email"}, "email"),
         ("/v1/organization/{org}/users", {"email": "nobody@example.com"}, "email"),

@@ -358,7 +358,10 @@ def test_malformed_body_and_wrong_method(live_gateway: LiveGateway, project_key)
     assert bad.json()["error"]["code"] == "invalid_json"
     wrong = httpx.get(f"{live_gateway.url}/v1/responses", headers=auth, timeout=10)
     assert wrong.status_code == 405
+    assert wrong.headers["Allow"] == "POST"
     assert_valid("ErrorResponse", wrong.json())
+    traced = httpx.request("TRACE", f"{live_gateway.url}/v1/responses/resp_nope", headers=auth, timeout=10)
+    assert (traced.status_code, traced.headers["Allow"]) == (405, "GET, DELETE")
     bad_page = get(live_gateway, project_key[1], "/responses/resp_nope/input_items", limit=0)
     assert bad_page.status_code == 404  # the response is looked up first
 
