@@ -159,12 +159,6 @@ else:
             "ATOMIC_REQUESTS": False,
             "CONN_MAX_AGE": 0,
             "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
-            # The test database is a file too, not Django's shared-cache in-memory default: the
-            # suite's in-thread live gateway writes (usage flush, conversation turns) while the
-            # test reads and writes, and shared-cache SQLite fails at once with "table is locked"
-            # where a file database waits for the lock (`timeout`). pytest-xdist gives each of
-            # its workers a file of its own.
-            "TEST": {"NAME": str(DATA_DIR / "test-gateway.sqlite3")},
         }
     }
 

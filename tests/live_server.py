@@ -58,7 +58,7 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
 
 def shared_database_url() -> str:
     """The pytest test database as a DATABASE_URL for another process (PostgreSQL only: the
-    embedded default's SQLite is left to the test process alone)."""
+    embedded default's in-memory SQLite cannot be shared)."""
     from django.db import connection
 
     if connection.vendor != "postgresql":

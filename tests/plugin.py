@@ -6,7 +6,12 @@
    This runs when the plugin is imported, before Django reads its settings; processes a test
    starts inherit the worker's REDIS_URL.
 
-2. Marks the tests that start operating-system processes as `slow`, so `make test-fast` can skip them.
+2. On the embedded default the test database is SQLite in memory with a shared cache, which the
+   in-thread live gateway shares with the test. Shared-cache SQLite locks whole tables and answers
+   "database table is locked" at once (no busy wait) when a test reads a table while the gateway's
+   background usage flush is writing it; `read_uncommitted` lets such reads through.
+
+3. Marks the tests that start operating-system processes as `slow`, so `make test-fast` can skip them.
 
 A test is slow when it is marked `@pytest.mark.slow` by hand, or when its own code or one of the
 fixtures it uses starts a process (a uvicorn or Celery subprocess), or its module drives a browser
@@ -89,7 +94,16 @@ def _is_slow(item: pytest.Item) -> bool:
     return False
 
 
+def _sqlite_reads_do_not_wait_for_table_locks(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.vendor == "sqlite" and "mode=memory" in str(connection.settings_dict.get("NAME", "")):
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA read_uncommitted = 1")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_sqlite_reads_do_not_wait_for_table_locks, weak=False)
     config.addinivalue_line(
         "markers", "slow: starts operating-system processes (skipped by `make test-fast`)"
     )
