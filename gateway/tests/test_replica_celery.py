@@ -37,6 +37,8 @@ def replica_worker() -> Iterator[str]:
     """One worker process on its own queue, reading from the standby like the web does."""
     if not settings.REDIS_URL:
         pytest.skip("a worker process needs a Redis broker (REDIS_URL)")
+    if not settings.DATABASE_REPLICAS:
+        pytest.skip("needs a read replica (DB_POSTGRESQL_READ1_DSN; scripts/pg_standby.sh makes one)")
     queue = f"replica-test-{os.getpid()}"
     name = f"{queue}@{os.uname().nodename}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_POSTGRESQL_", "DATABASE_"))}
