@@ -26,7 +26,14 @@ _SECRET_PATTERNS = [
 ]
 
 
+# Every pattern above starts with one of these; a text with none of them (nearly every log line)
+# is returned after one scan instead of four substitutions.
+_MAY_HOLD_SECRET = re.compile(r"sk-|eyJ|(?i:bearer|passw|secret|api[_-]?key|token|authorization|cookie)")
+
+
 def redact(text: str) -> str:
+    if _MAY_HOLD_SECRET.search(text) is None:
+        return text
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -49,9 +56,11 @@ class RedactSecretsFilter(logging.Filter):
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:
             record.exc_text = redact(record.exc_text)
-        for key, value in list(vars(record).items()):
-            if key not in _STANDARD_ATTRS and isinstance(value, str):
-                setattr(record, key, redact(value))
+        attributes = vars(record)
+        for key in attributes.keys() - _STANDARD_ATTRS:
+            value = attributes[key]
+            if isinstance(value, str):
+                attributes[key] = redact(value)
         return True
 
 
