@@ -11,6 +11,13 @@ import re
 
 from gateway import context
 
+# The JSON lines carry no caller, thread or process fields, so the per-record work that finds
+# them is skipped (the logging HOWTO's "Optimization" section names these switches).
+logging._srcfile = None
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
+
 _SECRET_PATTERNS = [
     # API keys: ours (sk-project_…) and OpenAI-style ones.
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), "sk-***"),
@@ -26,13 +33,18 @@ _SECRET_PATTERNS = [
 ]
 
 
-# Every pattern above starts with one of these; a text with none of them (nearly every log line)
-# is returned after one scan instead of four substitutions.
-_MAY_HOLD_SECRET = re.compile(r"sk-|eyJ|(?i:bearer|passw|secret|api[_-]?key|token|authorization|cookie)")
+# Every pattern above needs one of these (lower-cased) in the text. A text with none of them,
+# nearly every log line, is returned after a few substring scans (about 1 us) instead of four
+# regex substitutions (about 10 us).
+_SECRET_HINTS = ("sk-", "eyj", "bearer", "passw", "secret", "api", "token", "authoriz", "cookie")
 
 
 def redact(text: str) -> str:
-    if _MAY_HOLD_SECRET.search(text) is None:
+    lowered = text.lower()
+    for hint in _SECRET_HINTS:
+        if hint in lowered:
+            break
+    else:
         return text
     for pattern, replacement in _SECRET_PATTERNS:
         text = pattern.sub(replacement, text)

@@ -91,6 +91,51 @@ async def _over_capacity(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _HeadCoalescingTransport:
+    """The connection's transport as one response sees it: the response head is held until the
+    body's first bytes, and both go out in one write.
+
+    uvicorn writes the head on `http.response.start` and the body on `http.response.body`: two
+    writes, two segments and two wake-ups of the client per answer. On loopback the head's write
+    alone was 9 % of a worker's CPU per proxied request (py-spy). A held head is written, alone, at
+    the event loop's next turn at the latest, so a stream's head is not delayed behind its first
+    token; `close()` writes it first.
+    """
+
+    __slots__ = ("_flush_handle", "_head", "_head_seen", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+        self._flush_handle: asyncio.Handle | None = None
+        self._head_seen = False
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._flush_handle.cancel()  # type: ignore[union-attr]
+            self._transport.write(head + data)
+        elif not self._head_seen and not self._transport.is_closing():
+            self._head_seen = True
+            self._head = bytes(data)
+            self._flush_handle = self._loop.call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header-read timeout and head size/count limits."""
 
@@ -207,6 +252,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self.app = app
             return
         super().on_headers_complete()
+        self.cycle.transport = _HeadCoalescingTransport(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -17,7 +17,6 @@ The Django views in inference.views_chat serve the same routes through the same 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -289,18 +288,36 @@ class HotPath:
 
     @staticmethod
     async def _race_disconnect(work: Awaitable[None], receive: Receive, state: dict[str, Any]) -> None:
-        """Run the call; if the client goes away first, cancel it (which closes the upstream)."""
-        task = asyncio.ensure_future(work)
-        watcher = asyncio.ensure_future(_disconnected(receive))
+        """Run the call; if the client goes away first, cancel it (which closes the upstream).
+
+        The call runs in this task and a watcher task cancels it on a disconnect: one task per
+        call instead of two and an asyncio.wait. A disconnect that uvicorn reports because the
+        answer is complete (`state["answered"]`) cancels nothing.
+        """
+        current = asyncio.current_task()
+        assert current is not None  # noqa: S101 -- always inside the request's task
+        cancelled_by_watcher = False
+
+        async def watch() -> None:
+            nonlocal cancelled_by_watcher
+            await _disconnected(receive)
+            if not state.get("answered"):
+                cancelled_by_watcher = True
+                current.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
         try:
-            await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await work
+        except asyncio.CancelledError:
+            # Cancelled by anything else too (server shutdown): that cancellation goes on.
+            if not cancelled_by_watcher or current.uncancel() > 0:
+                raise
+            state["status"] = 499
+        else:
+            if cancelled_by_watcher:  # the call swallowed our cancellation: balance the count
+                current.uncancel()
         finally:
-            if not task.done():
-                task.cancel()
-                state["status"] = 499
             watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
     @staticmethod
     async def _send(send: Send, reply: Reply, request_id: str, state: dict[str, Any]) -> None:
@@ -318,6 +335,7 @@ class HotPath:
             raw_headers.append((b"content-length", str(len(reply.body)).encode()))
             await send({"type": "http.response.start", "status": reply.status, "headers": raw_headers})
             await send({"type": "http.response.body", "body": reply.body})
+            state["answered"] = True
             return
         state["streaming"] = True
         stream = reply.stream
@@ -326,6 +344,7 @@ class HotPath:
             async for part in stream:
                 await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+            state["answered"] = True
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
 

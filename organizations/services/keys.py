@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from datetime import datetime, timedelta
@@ -24,7 +23,7 @@ KEY_PATTERN = re.compile(r"^sk-(admin|organization|project|service|ephemeral)_[A
 
 
 def api_key_hash(raw_key: str) -> str:
-    return hmac.new(settings.APIKEY_SECRET.encode(), raw_key.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(settings.APIKEY_SECRET.encode(), raw_key.encode(), "sha256").hex()
 
 
 def api_key_redact(raw_key: str) -> str:
