@@ -5,14 +5,50 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
+from celery import Celery, bootsteps
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init, worker_process_init
+from click import Option
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 
 app = Celery("gateway")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+class BeatThread(bootsteps.StartStopStep):
+    """`celery worker --beat-thread`: the beat scheduler as a thread of this worker.
+
+    `make run` runs one Celery process (thread pool, scheduler inside) instead of a worker, its
+    pool processes and a beat process: each is a Python process with Django loaded, about 100 MB
+    apiece at rest. Celery's own `-B` forks the scheduler into a process of its own. Run exactly
+    one scheduler per deployment: the scaled-out manifests keep beat as its own single replica.
+    """
+
+    label = "Beat thread"
+    conditional = True
+
+    def __init__(self, parent: Any, beat_thread: bool = False, **kwargs: Any) -> None:
+        self.enabled = bool(beat_thread)
+        self.service: Any = None
+        super().__init__(parent, **kwargs)
+
+    def create(self, parent: Any) -> None:
+        from celery.beat import EmbeddedService
+
+        self.service = EmbeddedService(parent.app, thread=True)
+
+    def start(self, parent: Any) -> None:
+        self.service.start()
+
+    def stop(self, parent: Any) -> None:
+        self.service.stop()
+
+
+app.user_options["worker"].add(
+    Option(("--beat-thread",), is_flag=True, default=False, help="Run the beat scheduler in a thread.")
+)
+app.steps["worker"].add(BeatThread)
 
 # Read-your-writes for tasks: a task enqueued after a write must not read a replica that has not
 # replayed it. The enqueuer's principals and write position travel in this message header, and
@@ -63,3 +99,10 @@ def _start_profiling(**_: object) -> None:
     from gateway.profiling import start_continuous
 
     start_continuous("celery-worker")
+
+
+@worker_init.connect
+def _start_profiling_without_pool_processes(sender: Any = None, **_: object) -> None:
+    """A thread or solo pool (`make run`) runs tasks in the worker process itself."""
+    if "prefork" not in str(getattr(sender, "pool_cls", "prefork")):
+        _start_profiling()

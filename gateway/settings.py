@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,12 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", default="*" if not IS_PROD else
 if IS_PROD and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("GATEWAY_ENV=prod refuses to start: DJANGO_ALLOWED_HOSTS is unset.")
 
+# daphne's app only makes `manage.py runserver` serve ASGI (streams unbuffered); it imports
+# Twisted, 26 MB in every process that loads the apps (web workers, Celery), so it is installed
+# for runserver alone. `SERVER=daphne` (gateway.server) runs daphne without it.
+_RUNSERVER = len(sys.argv) > 1 and sys.argv[1] == "runserver"
 INSTALLED_APPS = [
-    "daphne",  # first, so `runserver` is ASGI too and streams are not buffered
+    *(["daphne"] if _RUNSERVER else []),  # first, so its runserver is the one used
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -536,7 +541,7 @@ PROVIDER_PANIC_THRESHOLD_PERCENT = env.int("PROVIDER_PANIC_THRESHOLD_PERCENT", d
 # /v1/chat/completions and /v1/models are answered by a raw ASGI app before Django (the hot path).
 ASGI_MOUNTS.append("inference.hotpath.mount")
 # /v1/mcp and /v1/conv/mcp: the MCP server (Streamable HTTP, both protocol eras).
-ASGI_MOUNTS.append("mcp_server.transport.mount")
+ASGI_MOUNTS.append("mcp_server.mount.mount")
 
 # --- Responses API (responses.events, responses.engine) ------------------------------------
 # Stream events of background responses stay resumable this long after their last event.

@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mcp_server.resources import conversation_uri
-from mcp_server.sessions import publish_resource_updated
-
 logger = logging.getLogger(__name__)
 
 
 def on_items_added(sender: Any, *, conversation: Any, items: Any = None, **kwargs: Any) -> None:
     """Sent after commit by conversations when a conversation gains items."""
+    # Imported here: they load the MCP SDK (38 MB), which a Celery process or a web worker
+    # that never serves MCP need not carry.
+    from mcp_server.resources import conversation_uri
+    from mcp_server.sessions import publish_resource_updated
+
     publish_resource_updated(conversation_uri(conversation.public_id))
 
 

@@ -15,8 +15,8 @@ What it adds to the SDK, in order, for every request:
    updates, DELETE ends the session. The SDK itself runs stateless (`stateless=True`, JSON
    responses); 2026-07-28 requests are sessionless by design and pass straight through.
 
-The SDK manager's task group starts with the ASGI lifespan, or lazily on the first request
-when the server runs without one (daphne).
+The SDK manager's task group is started by mcp_server.mount on the first MCP request of each
+event loop (this module is imported then, too), or lazily here when the app is used directly.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from accounts.auth import AsgiHeaders, Principal, aprincipal_from_headers
 from gateway import context
-from gateway.asgi import Message, Mount, Receive, Scope, Send
+from gateway.asgi import Message, Receive, Scope, Send
 from gateway.errors import (
     Forbidden,
     GatewayError,
@@ -50,11 +50,11 @@ from gateway.errors import (
 )
 from gateway.middleware import log_request, request_id_from
 from mcp_server import sessions
+from mcp_server.mount import PATHS
 from mcp_server.server import PRINCIPAL_KEY, REQUEST_ID_KEY, SESSION_KEY, build_server
 
 logger = logging.getLogger(__name__)
 
-PATHS = frozenset({"/v1/mcp", "/v1/conv/mcp"})
 SESSION_HEADER = "mcp-session-id"
 _CORS_ALLOW_HEADERS = (
     "authorization, content-type, accept, mcp-protocol-version, mcp-session-id, mcp-method, mcp-name, "
@@ -508,9 +508,3 @@ class McpApp:
         except GatewayError:
             return False
         return await sessions.session_store().owner(session_id) == owner_key(principal)
-
-
-def mount() -> Mount:
-    """The factory named in settings.ASGI_MOUNTS."""
-    app = McpApp()
-    return Mount(prefixes=tuple(sorted(PATHS)), app=app, lifespan=app.runtime.lifespan)

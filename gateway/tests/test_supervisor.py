@@ -1,7 +1,8 @@
-"""`make run`'s process tree for real: `python -m gateway.supervisor Procfile` (web, worker, beat).
+"""`make run`'s process tree for real: `python -m gateway.supervisor Procfile` (web, and the Celery
+worker with the beat scheduler in a thread).
 
 One run of the tree, in order: the Celery worker is SIGKILLed (the web keeps answering, the
-worker comes back and takes tasks), then streams are opened and the supervisor gets SIGTERM
+worker comes back, takes tasks and schedules the periodic ones again), then streams are opened and the supervisor gets SIGTERM
 (the listening socket closes at once, 20 s streams finish with [DONE], streams longer than the
 drain end with an error event, every usage row is written, exit status 0).
 """
@@ -21,8 +22,9 @@ import orjson
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
-from inference.models import UsageRecord
+from inference.models import Provider, UsageRecord
 from inference.tests.fake_upstream import FakeUpstream
 from organizations.tests.factories import make_api_key
 from tests.fixtures import register
@@ -108,6 +110,7 @@ def test_make_run_restarts_a_killed_worker_and_drains_streams_on_sigterm(
             "CELERY_CONCURRENCY": "1",
             "SHUTDOWN_DRAIN_SECONDS": str(DRAIN_SECONDS),
             "MODEL_REGISTRY_REFRESH_SECONDS": "0",
+            "MODEL_HEALTH_INTERVAL_SECONDS": "1",
             "USAGE_FLUSH_INTERVAL_SECONDS": "0.1",
             "LOG_LEVEL": "WARNING",
         },
@@ -132,6 +135,11 @@ def test_make_run_restarts_a_killed_worker_and_drains_streams_on_sigterm(
         assert set(answers) == {200}
         assert "worker exited with status -9" in tree.output()
         assert wait_until(lambda: celery_app.control.ping(timeout=0.5), 30), "the new worker never answered"
+        # Nothing else schedules the health polls: the restarted worker's beat thread does.
+        restarted_at = timezone.now()
+        assert wait_until(lambda: Provider.objects.filter(last_check_at__gt=restarted_at).count() == 2, 30), (
+            "no health poll was scheduled after the restart"
+        )
 
         # --- SIGTERM with streams in flight ------------------------------------------------------
         streams = [_Stream(tree.url, key, "twenty-seconds") for _ in range(FINISHING)]
