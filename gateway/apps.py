@@ -1,4 +1,11 @@
+import django_stubs_ext
 from django.apps import AppConfig
+
+# Generic Django classes subscripted at runtime (`admin.ModelAdmin[ApiKey]`) need this before any
+# models or admin module is imported; app configs are all imported before those, so here is
+# early enough. Not in settings: reading the settings (the supervisor, the server's parent) would
+# then import most of Django, about 20 MB kept for their lifetime.
+django_stubs_ext.monkeypatch()
 
 
 class GatewayConfig(AppConfig):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from typing import Any
 
@@ -335,8 +336,21 @@ def main() -> int:
         DrainingMultiprocess(config, sockets=[config.bind_socket()]).run()
         return 0
     config.load_app()
-    server.run()
+    server.run(sockets=[reuse_port_socket(config)] if settings.SERVER_REUSE_PORT else None)
     return 0 if server.started else 3  # 3: uvicorn's "failed to start" status
+
+
+def reuse_port_socket(config: uvicorn.Config) -> socket.socket:
+    """The listening socket, bound with SO_REUSEPORT beside the other web processes': the kernel
+    spreads new connections over them, as over uvicorn's workers behind one socket."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((config.host, config.port))
+    sock.listen(config.backlog)
+    sock.set_inheritable(True)
+    return sock
 
 
 if __name__ == "__main__":

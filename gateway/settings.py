@@ -13,11 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
-
-django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -608,6 +605,9 @@ RATE_LIMIT_STREAM_LEASE_SECONDS = env.int("RATE_LIMIT_STREAM_LEASE_SECONDS", def
 HOST = env.str("HOST", default="0.0.0.0" if IS_PROD else "127.0.0.1")  # noqa: S104 -- prod runs in a container
 PORT = env.int("PORT", default=8080)
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=2)
+# Bind the port with SO_REUSEPORT, so that several single-process servers share it: how
+# `make run`'s supervisor runs WEB_CONCURRENCY web processes without uvicorn's parent process.
+SERVER_REUSE_PORT = env.bool("SERVER_REUSE_PORT", default=False)
 # Which ASGI server `python -m gateway.server` runs: uvicorn (the default, faster; see the README's
 # "The web server") or daphne (one process, no lifespan, none of the SERVER_* guards below).
 SERVER = env.str("SERVER", default="uvicorn")

@@ -65,6 +65,7 @@ def read_procfile(path: Path) -> list[tuple[str, str]]:
 class Child:
     name: str
     command: str
+    env: dict[str, str] | None = None  # on top of ours
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     failures: int = 0  # consecutive exits soon after starting
@@ -73,7 +74,9 @@ class Child:
     def start(self) -> None:
         # `exec` so the signal goes to the program itself, not to a shell waiting for it.
         self.process = subprocess.Popen(  # noqa: S603 -- the commands are the project's own Procfile
-            ["/bin/sh", "-c", f"exec {self.command}"], start_new_session=True
+            ["/bin/sh", "-c", f"exec {self.command}"],
+            start_new_session=True,
+            env={**os.environ, **self.env} if self.env else None,
         )
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -188,10 +191,10 @@ class Supervisor:
             return
         if ready:
             self.announced = True
-            print(ready_banner(self.ready_url), flush=True)
+            print(ready_banner(self.ready_url, _provider_configured_in_child()), flush=True)
 
 
-def ready_banner(url: str) -> str:
+def ready_banner(url: str, model_server_configured: bool) -> str:
     lines = [
         "",
         f"  The gateway is up on {url}",
@@ -201,13 +204,31 @@ def ready_banner(url: str) -> str:
         "  Next: a project key for inference:",
         "    .venv/bin/python manage.py createprojectkey --email you@example.com",
     ]
-    if not provider_configured():
+    if not model_server_configured:
         lines += [
             "  No model server is configured, so /v1/models is empty and chat calls find no model.",
             "  Set JAN_INFERENCE_MODEL_URL (e.g. http://127.0.0.1:8000/v1 for a local vLLM or",
             "  llama.cpp server) and restart, or register one: POST /v1/organization/models/providers.",
         ]
     return "\n".join([*lines, ""])
+
+
+def _provider_configured_in_child() -> bool:
+    """provider_configured() in a short-lived child: loading Django's apps here would keep about
+    90 MB in this process for as long as the gateway runs, for one question asked once."""
+    try:
+        answer = subprocess.run(  # noqa: S603 -- our own interpreter and module
+            [sys.executable, "-m", "gateway.supervisor", PROVIDER_CHECK_FLAG],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return True  # cannot tell: say nothing rather than guess
+    return answer.returncode != 1
+
+
+PROVIDER_CHECK_FLAG = "--provider-configured"
 
 
 def provider_configured() -> bool:
@@ -229,6 +250,21 @@ def provider_configured() -> bool:
         return True
     finally:
         connections.close_all()  # the supervisor keeps no connection for its lifetime
+
+
+def replicas(name: str, command: str, web_concurrency: int, server: str) -> list[Child]:
+    """The web entry as WEB_CONCURRENCY single-process servers sharing the port (SO_REUSEPORT),
+    `web.1`, `web.2`, ...; every other entry once.
+
+    Instead of one uvicorn whose parent process spawns the workers: that parent and the
+    resource tracker multiprocessing starts beside it cost about 55 MB at rest for nothing
+    this supervisor does not already do (restart a worker that dies, pass SIGTERM on for the
+    drain). daphne cannot share a port, so under SERVER=daphne the web entry stays one process.
+    """
+    if name != "web" or web_concurrency <= 1 or server != "uvicorn":
+        return [Child(name, command)]
+    single = {"WEB_CONCURRENCY": "1", "SERVER_REUSE_PORT": "true"}
+    return [Child(f"web.{n}", command, env=single) for n in range(1, web_concurrency + 1)]
 
 
 @contextlib.contextmanager
@@ -274,11 +310,18 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
     from django.conf import settings
 
+    if argv == [PROVIDER_CHECK_FLAG]:
+        return 0 if provider_configured() else 1
+
     procfile = Path(argv[0]) if argv else Path(settings.BASE_DIR) / "Procfile"
-    children = [Child(name, command) for name, command in read_procfile(procfile)]
+    children = [
+        child
+        for name, command in read_procfile(procfile)
+        for child in replicas(name, command, settings.WEB_CONCURRENCY, settings.SERVER)
+    ]
     host = settings.HOST if settings.HOST not in ("0.0.0.0", "::", "") else "127.0.0.1"  # noqa: S104
     host = f"[{host}]" if ":" in host else host
-    has_web = any(child.name == "web" for child in children)
+    has_web = any(child.name.split(".")[0] == "web" for child in children)
     supervisor = Supervisor(
         children=children,
         stop_timeout=settings.SHUTDOWN_DRAIN_SECONDS + STOP_MARGIN_SECONDS,

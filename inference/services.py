@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import redis
 from django.conf import settings
 from django.db import transaction
@@ -224,6 +223,8 @@ def provider_check(*, provider_id: int, force: bool = False) -> Provider | None:
     provider = Provider.objects.filter(pk=provider_id).first()
     if provider is None:
         return None
+    import httpx  # with the client that raises its errors (inference.upstream.sync_client)
+
     started = time.perf_counter()
     try:
         listed = _fetch_models(provider)

@@ -11,13 +11,16 @@ import asyncio
 import functools
 import ssl
 import weakref
+from typing import TYPE_CHECKING
 
 import aiohttp
 import httpcore
-import httpx
 from django.conf import settings
 
 from inference.netguard import PublicOnlyBackend, PublicOnlyResolver
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def api_url(base_url: str, path: str) -> str:
@@ -81,12 +84,20 @@ async def close_all() -> None:
 
 @functools.cache
 def _ssl_context() -> ssl.SSLContext:
+    import httpx
+
     return httpx.create_ssl_context(trust_env=False)
 
 
 def sync_client(timeout: float, *, public_only: bool = False) -> httpx.Client:
     """For health polls in Celery workers. `public_only`: as for chat, connect to public
-    addresses only, the very address that was checked (inference.netguard)."""
+    addresses only, the very address that was checked (inference.netguard).
+
+    httpx is imported here, not with the module: with its command-line extras (rich, pygments,
+    click) it is 6.6 MB that a web worker, which proxies through aiohttp, needs only for the
+    rare provider check of an admin call."""
+    import httpx
+
     transport = None
     if public_only:
         transport = httpx.HTTPTransport(verify=_ssl_context(), retries=0, trust_env=False)

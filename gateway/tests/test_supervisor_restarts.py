@@ -74,7 +74,8 @@ def test_the_ready_banner_points_at_the_docs_and_says_when_no_model_server_is_co
 
     settings.JAN_INFERENCE_MODEL_URL = ""  # type: ignore[attr-defined]
     Provider.objects.all().delete()
-    banner = supervisor.ready_banner("http://127.0.0.1:8080")
+    assert not supervisor.provider_configured()
+    banner = supervisor.ready_banner("http://127.0.0.1:8080", model_server_configured=False)
     for line in (
         "http://127.0.0.1:8080/api/swagger",
         "http://127.0.0.1:8080/api/docs",
@@ -85,7 +86,8 @@ def test_the_ready_banner_points_at_the_docs_and_says_when_no_model_server_is_co
     ):
         assert line in banner
     settings.JAN_INFERENCE_MODEL_URL = "http://127.0.0.1:9/v1"  # type: ignore[attr-defined]
-    assert "No model server" not in supervisor.ready_banner("http://127.0.0.1:8080")
+    assert supervisor.provider_configured()
+    assert "No model server" not in supervisor.ready_banner("http://127.0.0.1:8080", True)
 
 
 def _slow_to_stop(tmp_path: Path) -> Child:
