@@ -12,7 +12,7 @@ from click import Option
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
 # Celery's Django fixup runs Django's system checks when a worker starts; they load the URLconf
 # and with it every view (17 MB kept in the worker for nothing). `manage.py migrate`, which
-# `make run` and the deployments' migrate job run first, runs them, as do the web processes.
+# `make run` and the deployments' migrate job run first, runs them.
 os.environ.setdefault("CELERY_SKIP_CHECKS", "1")
 
 app = Celery("gateway")
