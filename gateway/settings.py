@@ -450,7 +450,7 @@ LOGGING: dict[str, Any] = {
     },
     "handlers": {
         "stdout": {
-            "class": "logging.StreamHandler",
+            "class": "gateway.logging.BufferedStreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
             "filters": ["request_context", "redact"],

@@ -211,14 +211,20 @@ class HotPath:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)  # type: ignore[arg-type]
+        for name, _ in scope["headers"]:
+            if name == b"origin":
+                await self.app(scope, receive, send)  # type: ignore[arg-type]
+                return
+        # Not a browser's request: CORS adds only `Vary: Origin`, which _send writes itself,
+        # without the middleware's header rewriting on every answer (about 3 % of the CPU).
+        await self.serve(scope, receive, send, vary_origin=True)
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(self, scope: Scope, receive: Receive, send: Send, *, vary_origin: bool = False) -> None:
         started = time.perf_counter()
         headers = AsgiHeaders(scope["headers"])
         request_id = request_id_from(headers.get("x-request-id"))
         token = context.begin(request_id=request_id)
-        state: dict[str, Any] = {"status": 500, "streaming": False}
+        state: dict[str, Any] = {"status": 500, "streaming": False, "vary_origin": vary_origin}
         try:
             await self._dispatch(scope, headers, receive, send, request_id, state)
         finally:
@@ -331,6 +337,8 @@ class HotPath:
         raw_headers.extend(
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers.items()
         )
+        if state["vary_origin"]:
+            raw_headers.append((b"vary", b"Origin"))
         if reply.stream is None:
             raw_headers.append((b"content-length", str(len(reply.body)).encode()))
             await send({"type": "http.response.start", "status": reply.status, "headers": raw_headers})

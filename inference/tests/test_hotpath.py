@@ -97,6 +97,13 @@ def test_cors_preflight_and_simple_request(
         Origin="https://evil.example",
     )
     assert "access-control-allow-origin" not in denied.headers
+    assert denied.headers.get_list("vary") == ["Origin"]
+
+    # Without Origin (not a browser), the answer still says that it varies by Origin, once.
+    plain = _post(live_gateway, project_key[1], {"model": "fake-model", "messages": MESSAGES})
+    assert plain.status_code == 200
+    assert plain.headers.get_list("vary") == ["Origin"]
+    assert "access-control-allow-origin" not in plain.headers
 
 
 def test_wrong_method_and_oversized_body(
