@@ -39,7 +39,7 @@ from inference.netguard import PrivateAddressRefused
 from inference.registry import registry
 from inference.selectors import Route
 from inference.services import provider_ejection_record
-from inference.upstream import api_url, session
+from inference.upstream import session, upstream_url
 from inference.usage import usage_buffer
 from organizations import model_access, ratelimits
 
@@ -226,7 +226,7 @@ async def _send(route: Route, payload: bytes, stream: bool, endpoint: str) -> ai
         headers["X-Request-ID"] = request_id
     async with asyncio.timeout(settings.UPSTREAM_FIRST_BYTE_TIMEOUT):
         return await session(public_only=route.public_only).post(
-            api_url(route.base_url, endpoints.UPSTREAM_PATH[endpoint]),
+            upstream_url(route.base_url, endpoints.UPSTREAM_PATH[endpoint]),
             data=payload,
             headers=headers,
             allow_redirects=False,
