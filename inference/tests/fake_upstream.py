@@ -77,6 +77,7 @@ class FakeUpstream:
         # whose requests crash the model server, while everyone else's work.
         self.crash_on: bytes | None = None
         self.delay = 0.0  # slow_first_byte / slow_stream pacing
+        self.response_headers: list[tuple[bytes, bytes]] = []  # added to every JSON answer
         self.requests: list[dict[str, Any]] = []
         self.disconnects = 0
         self.port = port or free_port()  # a port of its own, or a stopped server's to restart it
@@ -179,7 +180,7 @@ class FakeUpstream:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [(b"content-type", b"application/json")],
+                "headers": [(b"content-type", b"application/json"), *self.response_headers],
             }
         )
         await send({"type": "http.response.body", "body": data})

@@ -12,8 +12,10 @@ import httpx
 import orjson
 import pytest
 
+from inference import services
 from inference.models import Provider
 from inference.tests.fake_upstream import FakeUpstream
+from organizations.tests.factories import make_api_key
 from tests.fixtures import register
 from tests.live_server import LiveGateway
 from tests.openai_spec import assert_valid
@@ -50,6 +52,25 @@ def test_body_goes_upstream_unchanged_with_the_providers_key(
     assert received["headers"]["x-request-id"] == "trace-abc.123"
     assert response.headers["x-request-id"] == "trace-abc.123"
     assert response.headers["content-type"] == "application/json"
+
+
+def test_a_cookie_set_by_the_model_server_never_reaches_another_call(
+    live_gateway: LiveGateway, upstream: FakeUpstream, project_key: Any
+) -> None:
+    # One upstream session serves every tenant: a cookie jar on it would hand tenant A's cookie
+    # to tenant B's calls. By name, not IP: aiohttp's jar keeps no cookie of an IP address.
+    provider = services.provider_create(
+        name="by-name", base_url=f"http://localhost:{upstream.port}", api_key="upstream-secret-key"
+    )
+    assert services.provider_check(provider_id=provider.pk, force=True).healthy  # type: ignore[union-attr]
+    upstream.response_headers = [(b"set-cookie", b"upstream-session=tenant-a; Path=/")]
+    _, other_key = make_api_key()
+    first = _post(live_gateway, project_key[1], {"model": "fake-model", "messages": MESSAGES})
+    assert first.status_code == 200
+    assert "set-cookie" not in first.headers  # the model server's headers are not relayed either
+    second = _post(live_gateway, other_key, {"model": "fake-model", "messages": MESSAGES})
+    assert second.status_code == 200
+    assert "cookie" not in upstream.requests[-1]["headers"]
 
 
 def test_forged_request_ids_are_replaced(
