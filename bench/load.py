@@ -424,7 +424,8 @@ def run_wrk(target: Target, body: dict[str, Any], concurrency: int, duration: fl
         value, unit = float(match.group(1)), match.group(2)
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
-    sample.p50_ms, sample.p99_ms = pct("50"), pct("99")
+    # No answer within the run: wrk still prints 0.00us percentiles, which are no measurement.
+    sample.p50_ms, sample.p99_ms = (pct("50"), pct("99")) if sample.ok > 0 else (float("nan"), float("nan"))
     return sample
 
 

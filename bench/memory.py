@@ -200,7 +200,9 @@ def measure_make_run(
 ) -> dict[str, Any]:
     """Idle RSS/PSS of the `make run` tree per process, and the soak if asked for."""
     print("memory: starting the `make run` tree (gateway.supervisor Procfile) ...", flush=True)
+    began = time.monotonic()
     process, url, log, metrics_dir = start_make_run(env)
+    print(f"memory: web, Celery worker and beat ready after {time.monotonic() - began:.0f} s", flush=True)
     try:
         time.sleep(settle)  # let start-up garbage be collected and the first beat tick pass
         rows = snapshot(process.pid)

@@ -355,7 +355,7 @@ def print_open_loop(open_point: dict[str, Any], names: list[str]) -> None:
     )
     print(
         f"  {'target':8} {'sent/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu ms/req':>10} "
-        f"{'waited':>6} {'unfinished':>10} {'errors':>6}"
+        f"{'waited':>6} {'unfinished':>10} {'errors':>6} {'gen lag ms':>10}"
     )
     for name in names:
         r = open_point["targets"][name]
@@ -364,7 +364,7 @@ def print_open_loop(open_point: dict[str, Any], names: list[str]) -> None:
         print(
             f"  {name:8} {fmt(r['sent_per_s'], '.1f'):>7} {fmt(r['p50_ms'], '.2f'):>8} {fmt(r['p99_ms'], '.2f'):>8} "
             f"{fmt(r['max_ms'], '.1f'):>8} {fmt(r['server_cpu_ms'], '.2f'):>10} {r['waited']:>6} "
-            f"{r['unfinished']:>10} {errors:>6}{saturated}"
+            f"{r['unfinished']:>10} {errors:>6} {fmt(r['generator_max_lag_ms'], '.1f'):>10}{saturated}"
         )
         if r["errors"]:
             print(f"{'':5}{name} open-loop errors: {r['errors']}")
@@ -647,6 +647,11 @@ def main() -> None:
             report["open_loop"] = open_point
 
         meta["rss_end_mb"] = {t.name: t.tree.rss_mb() if t.tree.known else None for t in targets}
+        print(
+            f"\ngateway: {meta['gateway']}; database {meta['database']}, redis {'yes' if meta['redis'] else 'no'}"
+        )
+        for name, what in meta["peers"].items():
+            print(f"peer {name}: {what}")
         print_report(points, [t.name for t in targets], peers)
         if open_point is not None:
             print_open_loop(open_point, [t.name for t in targets])
