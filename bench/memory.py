@@ -166,6 +166,13 @@ async def _soak(
     return load.result(), samples
 
 
+def _slope(minutes: list[float], values: list[float]) -> float | None:
+    """Least-squares MB per minute; None with fewer than two samples."""
+    if len(values) < 2:
+        return None
+    return statistics.linear_regression(minutes, values).slope
+
+
 def soak_summary(sample: Any, samples: list[dict[str, float]], rate: float, seconds: float) -> dict[str, Any]:
     result: dict[str, Any] = {
         "rate": rate,
@@ -182,15 +189,15 @@ def soak_summary(sample: Any, samples: list[dict[str, float]], rate: float, seco
         values = [s[metric] for s in samples]
         if not values:
             continue
-        slope = None
-        if len(values) >= 2:
-            fit = statistics.linear_regression([s["t_s"] / 60 for s in samples], values)
-            slope = fit.slope
+        minutes = [s["t_s"] / 60 for s in samples]
+        half = len(values) // 2
         result[metric] = {
             "first": values[0],
             "last": values[-1],
             "max": max(values),
-            "slope_mb_per_min": slope,
+            "slope_mb_per_min": _slope(minutes, values),
+            # Past the warm-up (caches and allocator arenas fill first): the leak indicator.
+            "slope_second_half_mb_per_min": _slope(minutes[half:], values[half:]),
         }
     return result
 
@@ -259,10 +266,13 @@ def print_memory(report: dict[str, Any]) -> None:
     for metric, name in (("rss_mb", "RSS"), ("pss_mb", "PSS")):
         if metric in soak:
             m = soak[metric]
-            slope = "-" if m["slope_mb_per_min"] is None else f"{m['slope_mb_per_min']:+.2f}"
+            slope, second = (
+                "-" if value is None else f"{value:+.2f}"
+                for value in (m["slope_mb_per_min"], m["slope_second_half_mb_per_min"])
+            )
             print(
                 f"  tree {name} every {SAMPLE_EVERY:g} s: first {m['first']:.1f}  last {m['last']:.1f}  "
-                f"max {m['max']:.1f} MB  slope {slope} MB/min"
+                f"max {m['max']:.1f} MB  slope {slope} MB/min (second half {second})"
             )
     if errors:
         print(f"  soak errors: {soak['errors']}")
