@@ -74,7 +74,7 @@ class Sample:
     # wrk reports percentiles itself; the Python client's come from `latencies`.
     p50_ms: float | None = None
     p99_ms: float | None = None
-    # Open loop only: requests due, those that found every connection busy, the deepest queue,
+    # Open loop only: requests scheduled, those that found every connection busy, the deepest queue,
     # those neither answered nor failed by the end of the grace period, the generator's own
     # worst delay behind schedule (seconds).
     sent: int = 0
@@ -356,7 +356,7 @@ async def open_loop(
         await asyncio.gather(*pending, return_exceptions=True)
         for connection in pool:
             connection.close()
-    sample.sent = total - (sample.unfinished if pending else 0)
+    sample.sent = total
     sample.elapsed = ended - began
     sample.scheduled_s = total * interval
     return sample

@@ -124,7 +124,12 @@ def measure(
     if mode == "open_loop":
         result |= {
             "rate": rate,
-            "sent_per_s": sample.sent / sample.scheduled_s if sample.scheduled_s else 0.0,
+            "scheduled": sample.sent,
+            # Answered (or failed) requests per second of schedule: the rate unless the target
+            # fell so far behind that some were still waiting at the end.
+            "done_per_s": (sample.ok + sum(sample.errors.values())) / sample.scheduled_s
+            if sample.scheduled_s
+            else 0.0,
             "max_ms": max(sample.latencies) * 1000 if sample.latencies else None,
             "waited": sample.late,  # found all `concurrency` connections busy
             "max_backlog": sample.max_backlog,
@@ -359,7 +364,7 @@ def print_open_loop(open_point: dict[str, Any], names: list[str]) -> None:
         f"up to {open_point['connections']} connections; latency from each request's scheduled send time"
     )
     print(
-        f"  {'target':8} {'sent/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu ms/req':>10} "
+        f"  {'target':8} {'done/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu ms/req':>10} "
         f"{'waited':>6} {'unfinished':>10} {'errors':>6} {'gen lag ms':>10}"
     )
     for name in names:
@@ -367,7 +372,7 @@ def print_open_loop(open_point: dict[str, Any], names: list[str]) -> None:
         errors = sum(r["errors"].values())
         saturated = "  saturated" if r["unfinished"] or r["waited"] > 0.01 * max(r["requests"], 1) else ""
         print(
-            f"  {name:8} {fmt(r['sent_per_s'], '.1f'):>7} {fmt(r['p50_ms'], '.2f'):>8} {fmt(r['p99_ms'], '.2f'):>8} "
+            f"  {name:8} {fmt(r['done_per_s'], '.1f'):>7} {fmt(r['p50_ms'], '.2f'):>8} {fmt(r['p99_ms'], '.2f'):>8} "
             f"{fmt(r['max_ms'], '.1f'):>8} {fmt(r['server_cpu_ms'], '.2f'):>10} {r['waited']:>6} "
             f"{r['unfinished']:>10} {errors:>6} {fmt(r['generator_max_lag_ms'], '.1f'):>10}{saturated}"
         )
@@ -639,7 +644,7 @@ def main() -> None:
                     )  # fmt: skip
                     open_runs.setdefault(target.name, []).append(result)
                     print(
-                        f"  open {target.name:8} sent {result['sent_per_s']:7.1f}/s  p50 {result['p50_ms']:8.2f} ms  "
+                        f"  open {target.name:8} done {result['done_per_s']:7.1f}/s  p50 {result['p50_ms']:8.2f} ms  "
                         f"p99 {result['p99_ms']:8.2f} ms  errors {sum(result['errors'].values())}",
                         flush=True,
                     )
