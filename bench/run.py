@@ -72,6 +72,21 @@ def client_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def quiesce(tree: ProcTree, timeout: float = 15.0) -> None:
+    """Wait until the target is nearly idle: a saturated one (LiteLLM at C=64) still works through
+    the requests the client gave up on, and that CPU must not slow down the next target."""
+    if not tree.known:
+        return
+    deadline = time.monotonic() + timeout
+    last = tree.cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = tree.cpu_seconds()
+        if now - last < 0.05:  # under a fifth of a core over the interval
+            return
+        last = now
+
+
 def body_for(mode: str, model: str) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hello bench"}]}
     if mode == "stream":
@@ -102,6 +117,7 @@ def measure(
     else:
         sample = run_python(target, body, concurrency, duration)
     after = (target.tree.cpu_seconds(), upstream.cpu_seconds(), client_cpu_seconds())
+    quiesce(target.tree)
     done = max(sample.ok + sum(sample.errors.values()), 1)
     result: dict[str, Any] = {
         "client": sample.client,
