@@ -83,6 +83,7 @@ class Sample:
     unfinished: int = 0
     scheduled_s: float = 0.0
     max_lag: float = 0.0
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (due - start, latency) s
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -337,7 +338,10 @@ async def open_loop(
             due, index = item
             running[number] = due
             raw, stream = prepared[index % len(prepared)]
+            answered = len(sample.latencies)
             await connection.exchange(raw, stream, sample, due)
+            if len(sample.latencies) > answered:
+                sample.timeline.append((due - began, sample.latencies[-1]))
             del running[number]
         connection.close()
 
@@ -351,6 +355,7 @@ async def open_loop(
         for due in [*running.values(), *(item[0] for item in waiting)]:
             sample.unfinished += 1
             sample.latencies.append(ended - due)
+            sample.timeline.append((due - began, ended - due))
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import resource
@@ -151,8 +152,19 @@ def measure(
             "max_backlog": sample.max_backlog,
             "unfinished": sample.unfinished,
             "generator_max_lag_ms": sample.max_lag * 1000,
+            # The worst latency of the requests due in each second of the run: one stall or a
+            # steady climb (a target falling behind) look different here.
+            "max_ms_by_second": per_second_max(sample.timeline, sample.scheduled_s),
         }
     return result
+
+
+def per_second_max(timeline: list[tuple[float, float]], seconds: float) -> list[float | None]:
+    worst: list[float | None] = [None] * max(1, math.ceil(seconds))
+    for offset, latency in timeline:
+        slot = min(len(worst) - 1, max(0, int(offset)))
+        worst[slot] = max(worst[slot] or 0.0, latency * 1000)
+    return worst
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -164,6 +176,9 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged["errors"] = dict(errors)
     for name in runs[0]:
         if name in ("client", "errors"):
+            continue
+        if isinstance(runs[0][name], list):  # a series: each repeat's
+            merged[name] = [run[name] for run in runs]
             continue
         values = [run[name] for run in runs if run[name] is not None and run[name] == run[name]]  # no NaN
         merged[name] = statistics.median(values) if values else None
@@ -394,6 +409,12 @@ def print_open_loop(open_point: dict[str, Any], names: list[str]) -> None:
         )
         if r["errors"]:
             print(f"{'':5}{name} open-loop errors: {r['errors']}")
+    repeats = open_point["targets"]["gateway"]["max_ms_by_second"]
+    if len(repeats[0]) <= 30:
+        print(
+            "  gateway, worst latency of the requests due in each second (ms): "
+            + " | ".join(" ".join(fmt(value, ".0f") for value in series) for series in repeats)
+        )
     g = open_point["goal"]
     verdict = (
         "met" if g["met"] else "NOT met" + ("" if g["without_errors"] else " (errors or unfinished requests)")
