@@ -18,6 +18,7 @@ reinstalled only when a pin file changes, so the network is needed once.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -233,8 +234,6 @@ def _version_of(peer: str) -> str:
             if line.startswith("litellm=="):
                 return line.split("==", 1)[1].strip()
     else:
-        import json
-
         return str(
             json.loads((PINS / "portkey" / "package.json").read_text())["dependencies"]["@portkey-ai/gateway"]
         )
