@@ -146,6 +146,16 @@ class ProcTree:
         return sum(pss_kb(pid) or 0 for pid in self.pids()) / 1024
 
 
+def procfile_entries(path: Path) -> list[tuple[str, str]]:
+    """`name: command` lines of a Procfile, as gateway.supervisor reads them."""
+    entries = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            entries.append((name.strip(), command.strip()))
+    return entries
+
+
 def pids_listening_on(port: int) -> list[int]:
     """Processes holding the listening socket of `port` (uvicorn's parent and workers share it)."""
     inodes: set[str] = set()

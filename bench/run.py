@@ -8,9 +8,9 @@ Starts the fast fake upstream (bench/fake_upstream.py), then:
 1. memory: the whole `make run` tree (`python -m gateway.supervisor Procfile`: web, Celery
    worker, beat), idle after start-up: RSS and PSS per process and in total; with `--soak`,
    paced load for that long and the tree's RSS/PSS every 10 s (bench/memory.py);
-2. the gateway as `make run` starts it (`python -m gateway.server`, `--workers` uvicorn workers,
-   access log, metrics and usage rows on), and the `--peers` (bench/peer_servers.py), all
-   proxying to the same fake;
+2. the gateway's web server as `make run` starts it (the Procfile's web line under
+   `gateway.supervisor`, WEB_CONCURRENCY=`--workers`, access log, metrics and usage rows on),
+   and the `--peers` (bench/peer_servers.py), all proxying to the same fake;
 3. at each concurrency, a closed loop against every target in turn, rotating who goes first so
    drift on a shared host hits all alike: non-stream req/s and p50/p99 (wrk when installed,
    else the Python client), streams/s and time to first token (a validating client),
@@ -54,7 +54,17 @@ sys.path.insert(0, str(ROOT))
 from bench.load import Target, open_loop, percentile, run_async, run_python, run_wrk  # noqa: E402
 from bench.memory import measure_make_run, print_memory  # noqa: E402
 from bench.peer_servers import PEERS, PeerUnavailable, start_peer  # noqa: E402
-from bench.procs import PY, RESULTS, ProcTree, http_call, pids_listening_on, start, stop, wait_http  # noqa: E402
+from bench.procs import (  # noqa: E402
+    PY,
+    RESULTS,
+    ProcTree,
+    http_call,
+    pids_listening_on,
+    procfile_entries,
+    start,
+    stop,
+    wait_http,
+)
 from tests.live_server import free_port  # noqa: E402
 
 TEMP_DIRS: list[str] = []  # throwaway SQLite data dirs, removed at exit
@@ -255,14 +265,24 @@ def start_gateway(server: str, workers: int, env: dict[str, str]) -> tuple[subpr
         ]  # fmt: skip
         what = f"bare uvicorn CLI, {workers} workers (not what `make run` starts)"
     else:
-        # What `make run` and the Procfile start: gateway.server with its settings.
-        command = [PY, "-m", "gateway.server"]
+        # The web server exactly as `make run` starts it: the supervisor with the Procfile's web
+        # line, so its process layout (one uvicorn parent with workers, or single-process
+        # servers sharing the port), environment and restarts are the ones measured.
+        web = [(name, line) for name, line in procfile_entries(ROOT / "Procfile") if name == "web"]
+        if not web:
+            sys.exit("the Procfile has no `web:` line")
+        procfile = RESULTS / "web.Procfile"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        procfile.write_text("".join(f"{name}: {line}\n" for name, line in web))
+        command = [PY, "-m", "gateway.supervisor", str(procfile)]
         if server == "uvicorn":
             server_env.pop("SERVER", None)  # the default, as in `make run`
-            what = f"python -m gateway.server (uvicorn, {workers} workers), as `make run` starts it"
         else:
             server_env["SERVER"] = server
-            what = f"python -m gateway.server with SERVER={server}"
+        what = (
+            f"the Procfile's web line ({web[0][1]}) under gateway.supervisor, SERVER={server}, "
+            f"WEB_CONCURRENCY={workers}: as `make run` starts it"
+        )
     process = start(command, "gateway.log", server_env)
     return process, f"http://127.0.0.1:{port}", what
 
@@ -712,7 +732,8 @@ def main() -> None:
         write_report(args.output, report)
     finally:
         for process in reversed(processes):
-            stop(process)
+            # A supervisor drains its children first (SHUTDOWN_DRAIN_SECONDS at most).
+            stop(process, timeout=45)
         for path in TEMP_DIRS:
             shutil.rmtree(path, ignore_errors=True)
 
