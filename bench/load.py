@@ -84,6 +84,7 @@ class Sample:
     scheduled_s: float = 0.0
     max_lag: float = 0.0
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (due - start, latency) s
+    warmup_done: int = 0  # warm-up requests answered or failed: their CPU is in the measurement
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -283,8 +284,12 @@ async def open_loop(
     duration: float,
     connections: int = 64,
     grace: float | None = None,
+    warmup: float = 0.0,
 ) -> Sample:
     """Requests at `rate` per second for `duration`, over at most `connections` connections.
+
+    The first `warmup` seconds of the same schedule go first and are not recorded (as wrk2's
+    calibration): the target's first requests on fresh connections are not its steady state.
 
     Request i is due at start + i / rate. A dispatcher queues each one at its due time; idle
     connections take them in order. When all connections are busy the request waits in the
@@ -300,30 +305,35 @@ async def open_loop(
         host, port, raw = request_bytes(target.url_for(body), target.key, body, target.headers)
         prepared.append((raw, bool(body.get("stream"))))
     sample = Sample(client="paced")
+    scratch = Sample(client="paced")  # what the warm-up requests saw: not reported
     interval = 1.0 / rate
     total = max(1, round(rate * duration))
+    warm = round(rate * warmup)
     queue: asyncio.Queue[tuple[float, int] | None] = asyncio.Queue()
     running: dict[int, float] = {}  # worker -> due time of the request it is serving
 
     pool = [Connection(host, port) for _ in range(connections)]
     # Connected before the first request is due, so connection set-up is not in the latencies.
     await asyncio.gather(*(connection.open() for connection in pool), return_exceptions=True)
-    began = time.perf_counter() + 0.01
+    warm_from = time.perf_counter() + 0.01
+    began = warm_from + warm * interval  # the first recorded request is due then
 
     idle = 0  # connections waiting for a request
 
     async def dispatch() -> None:
-        for index in range(total):
-            due = began + index * interval
+        for index in range(warm + total):
+            due = warm_from + index * interval
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            # How late the generator itself is: it must stay far below the latencies measured.
-            sample.max_lag = max(sample.max_lag, time.perf_counter() - due)
-            if idle <= queue.qsize():
-                sample.late += 1  # every connection busy: this request waits for one
+            if index >= warm:
+                # How late the generator itself is: it must stay far below the latencies measured.
+                sample.max_lag = max(sample.max_lag, time.perf_counter() - due)
+                if idle <= queue.qsize():
+                    sample.late += 1  # every connection busy: this request waits for one
             queue.put_nowait((due, index))
-            sample.max_backlog = max(sample.max_backlog, queue.qsize())
+            if index >= warm:
+                sample.max_backlog = max(sample.max_backlog, queue.qsize())
         for _ in pool:
             queue.put_nowait(None)
 
@@ -336,8 +346,11 @@ async def open_loop(
             if item is None:
                 break
             due, index = item
-            running[number] = due
             raw, stream = prepared[index % len(prepared)]
+            if index < warm:
+                await connection.exchange(raw, stream, scratch, due)
+                continue
+            running[number] = due
             answered = len(sample.latencies)
             await connection.exchange(raw, stream, sample, due)
             if len(sample.latencies) > answered:
@@ -347,12 +360,14 @@ async def open_loop(
 
     tasks = [asyncio.ensure_future(dispatch())]
     tasks += [asyncio.ensure_future(worker(n, c)) for n, c in enumerate(pool)]
-    _, pending = await asyncio.wait(tasks, timeout=duration + (grace if grace is not None else duration + 5))
+    timeout = warmup + duration + (grace if grace is not None else duration + 5)
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
     ended = time.perf_counter()
     if pending:
         # Whatever is still waiting or running took at least this long: count it so.
         waiting = [item for item in (queue.get_nowait() for _ in range(queue.qsize())) if item]
-        for due in [*running.values(), *(item[0] for item in waiting)]:
+        recorded = [item[0] for item in waiting if item[1] >= warm]
+        for due in [*running.values(), *recorded]:
             sample.unfinished += 1
             sample.latencies.append(ended - due)
             sample.timeline.append((due - began, ended - due))
@@ -362,6 +377,7 @@ async def open_loop(
         for connection in pool:
             connection.close()
     sample.sent = total
+    sample.warmup_done = scratch.ok + sum(scratch.errors.values())
     sample.elapsed = ended - began
     sample.scheduled_s = total * interval
     return sample

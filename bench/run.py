@@ -83,6 +83,11 @@ def client_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def open_warmup(duration: float) -> float:
+    """Seconds of the open-loop schedule sent before recording: 2, or half a short run."""
+    return min(2.0, duration / 2)
+
+
 def quiesce(tree: ProcTree, timeout: float = 15.0) -> None:
     """Wait until the target is nearly idle: a saturated one (LiteLLM at C=64) still works through
     the requests the client gave up on, and that CPU must not slow down the next target."""
@@ -122,14 +127,17 @@ def measure(
     same_process = set(upstream.roots) == set(target.tree.roots)
     before = (target.tree.cpu_seconds(), upstream.cpu_seconds(), client_cpu_seconds())
     if mode == "open_loop":
-        sample = run_async(open_loop(target, [body], rate, duration, connections=concurrency))
+        sample = run_async(
+            open_loop(target, [body], rate, duration, connections=concurrency, warmup=open_warmup(duration))
+        )
     elif mode in ("non_stream", "embeddings") and use_wrk:
         sample = run_wrk(target, body, concurrency, duration)
     else:
         sample = run_python(target, body, concurrency, duration)
     after = (target.tree.cpu_seconds(), upstream.cpu_seconds(), client_cpu_seconds())
     quiesce(target.tree)
-    done = max(sample.ok + sum(sample.errors.values()), 1)
+    # The open loop's warm-up requests ran inside the CPU reading too.
+    done = max(sample.ok + sum(sample.errors.values()) + sample.warmup_done, 1)
     result: dict[str, Any] = {
         "client": sample.client,
         "requests": sample.ok,
@@ -412,7 +420,8 @@ def print_report(points: dict[str, dict[str, Any]], names: list[str], peers: lis
 def print_open_loop(open_point: dict[str, Any], names: list[str]) -> None:
     print(
         f"\nopen loop: {open_point['rate']:g} req/s of non-stream chat for {open_point['duration_s']:g} s per target, "
-        f"up to {open_point['connections']} connections; latency from each request's scheduled send time"
+        f"up to {open_point['connections']} connections, after {open_point['warmup_s']:g} s unrecorded; "
+        "latency from each request's scheduled send time"
     )
     print(
         f"  {'target':8} {'done/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu ms/req':>10} "
@@ -712,6 +721,7 @@ def main() -> None:
             open_point = {
                 "rate": args.rate,
                 "duration_s": duration,
+                "warmup_s": open_warmup(duration),
                 "connections": args.open_connections,
                 "targets": results,
                 "goal": goal(results),
