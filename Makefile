@@ -68,8 +68,10 @@ test: lint typecheck checks pytest
 test-fast: install-dev
 	$(VENV)/bin/pytest -q -m "not slow" -n $(PYTEST_WORKERS)
 
+# bench/README.md. PEERS=litellm,portkey adds those gateways to the same run (installed once into
+# bench/.peers/; needs network to PyPI/npm the first time); BENCH_ARGS passes options (--quick ...).
 bench: install-dev
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(if $(PEERS),--peers $(PEERS)) $(BENCH_ARGS)
 
 # The compatibility matrix: pinned real clients (compat/python, compat/package.json) against the
 # gateway and the fake upstream, all on 127.0.0.1 (compat/run.py; needs npm and network to PyPI/npm

@@ -1,31 +1,37 @@
-"""The gateway's benchmark: direct-to-upstream vs through the gateway, in one run.
+"""The gateway's benchmark: direct-to-upstream vs through the gateway (and peers), in one run.
 
     .venv/bin/python bench/run.py [--quick] [--duration 10] [--concurrency 1,16,64] [--repeats 1]
+                                  [--rate 300] [--peers litellm,portkey] [--soak SECONDS]
 
-Starts the fast fake upstream (bench/fake_upstream.py) and the gateway (uvicorn, 2 workers,
-uvloop + httptools, JAN_INFERENCE_MODEL_URL pointing at the fake, `manage.py migrate` first, a
-project key from `--key-command`), then at each concurrency runs a closed loop against both
-targets, alternating them so drift on a shared host hits both alike, and measures:
+Starts the fast fake upstream (bench/fake_upstream.py), then:
 
-- non-stream requests/s and p50/p99 latency (wrk when installed, else the Python client);
-- streams/s and time to first token (first non-empty content delta), with a validating client;
-- server CPU per request: utime+stime from /proc of the target's process tree (uvicorn parent and
-  workers) and of the fake upstream, before/after each measurement, divided by requests.
+1. memory: the whole `make run` tree (`python -m gateway.supervisor Procfile`: web, Celery
+   worker, beat), idle after start-up: RSS and PSS per process and in total; with `--soak`,
+   paced load for that long and the tree's RSS/PSS every 10 s (bench/memory.py);
+2. the gateway's web server as `make run` starts it (the Procfile's web line under
+   `gateway.supervisor`, WEB_CONCURRENCY=`--workers`, access log, metrics and usage rows on),
+   and the `--peers` (bench/peer_servers.py), all proxying to the same fake;
+3. at each concurrency, a closed loop against every target in turn, rotating who goes first so
+   drift on a shared host hits all alike: non-stream req/s and p50/p99 (wrk when installed,
+   else the Python client), streams/s and time to first token (a validating client),
+   embeddings calls, and server CPU per request: utime+stime from /proc of each target's
+   process tree, before/after each measurement, divided by requests;
+4. an open-loop point: non-stream chat at a fixed arrival rate (`--rate`, below saturation),
+   latency from each request's scheduled send time (bench/load.py), p50/p99 per target and
+   the goal "gateway p99 <= 2 x direct p99 + 5 ms".
 
-It prints a table and the gateway/direct ratios and writes bench/results/latest.json.
-See bench/README.md for how to read the numbers.
+It prints tables, the gateway/direct and gateway/peer ratios and the goal line, and writes
+bench/results/latest.json. See bench/README.md for how to read the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import datetime as dt
 import json
+import math
 import os
 import platform
-import re
 import resource
 import shlex
 import shutil
@@ -34,11 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,421 +50,28 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.live_server import free_port  # noqa: E402 -- the repository root is on the path just above
+# The repository root is on the path just above.
+from bench.load import Target, open_loop, percentile, run_async, run_python, run_wrk  # noqa: E402
+from bench.memory import measure_make_run, print_memory  # noqa: E402
+from bench.peer_servers import PEERS, PeerUnavailable, start_peer  # noqa: E402
+from bench.procs import (  # noqa: E402
+    PY,
+    RESULTS,
+    ProcTree,
+    http_call,
+    pids_listening_on,
+    procfile_entries,
+    start,
+    stop,
+    wait_http,
+)
+from tests.live_server import free_port  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
-PY = sys.executable
-TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-CHAT_PATH = "/v1/chat/completions"
-EMBEDDINGS_PATH = "/v1/embeddings"
 TEMP_DIRS: list[str] = []  # throwaway SQLite data dirs, removed at exit
 MODES = ("non_stream", "stream", "embeddings")  # embeddings: non-stream /v1/embeddings calls
-
-
-# --- processes and /proc --------------------------------------------------------------------
-
-
-def http_call(
-    url: str, timeout: float = 2.0, data: bytes | None = None, key: str | None = None
-) -> tuple[int, str]:
-    """(status, body) of a GET, or of a POST when `data` is given; (0, reason) when nothing answers."""
-    headers = {"Content-Type": "application/json"}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310 - http only
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return int(response.status), response.read().decode(errors="replace")
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode(errors="replace")
-    except (OSError, urllib.error.URLError) as error:
-        return 0, str(error)
-
-
-def wait_http(
-    url: str, timeout: float = 60, what: str = "server", process: subprocess.Popen[bytes] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            sys.exit(f"the {what} exited with code {process.returncode} (see {RESULTS}/*.log)")
-        if http_call(url, timeout=1)[0] != 0:
-            return
-        time.sleep(0.2)
-    sys.exit(f"the {what} did not answer at {url} within {timeout:.0f} s")
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        # The command name may contain spaces or parentheses: split after the last ")".
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def descendants(roots: Iterable[int]) -> set[int]:
-    """The roots and all their descendants, from one scan of /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (fields := _proc_stat(int(entry.name))):
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    todo = list(roots)
-    while todo:
-        pid = todo.pop()
-        if pid not in found:
-            found.add(pid)
-            todo.extend(children.get(pid, []))
-    return found
-
-
-@dataclass
-class ProcTree:
-    """A server's processes (e.g. uvicorn's parent and its workers), re-scanned on every sample."""
-
-    roots: list[int]
-
-    @property
-    def known(self) -> bool:
-        return bool(self.roots)
-
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in descendants(self.roots):
-            if fields := _proc_stat(pid):
-                # fields[11], fields[12] are utime and stime (stat fields 14 and 15), all threads.
-                total += (int(fields[11]) + int(fields[12])) / TICKS
-        return total
-
-    def rss_mb(self) -> float:
-        total_pages = 0
-        for pid in descendants(self.roots):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                total_pages += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-        return total_pages * PAGE_KB / 1024
-
-
-def pids_listening_on(port: int) -> list[int]:
-    """Processes holding the listening socket of `port` (uvicorn's parent and workers share it)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                parts = line.split()
-                if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
-                    inodes.add(parts[9])
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    pids: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if any(os.readlink(fd) in wanted for fd in (entry / "fd").iterdir()):
-                pids.append(int(entry.name))
-    return pids
-
-
-def start(command: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    log = (RESULTS / log_name).open("wb")
-    # Own session: a Ctrl-C reaches only this script, which then stops the servers in order.
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-# --- load generation ------------------------------------------------------------------------
-
-
-@dataclass
-class Target:
-    name: str
-    url: str  # server root
-    tree: ProcTree
-
-    @property
-    def chat_url(self) -> str:
-        return self.url.rstrip("/") + CHAT_PATH
-
-    def url_for(self, body: dict[str, Any]) -> str:
-        """The endpoint a benchmark body goes to: embeddings bodies have `input`."""
-        return self.url.rstrip("/") + EMBEDDINGS_PATH if "input" in body else self.chat_url
-
-
-@dataclass
-class Sample:
-    """What one closed-loop run saw."""
-
-    ok: int = 0
-    elapsed: float = 0.0
-    latencies: list[float] = field(default_factory=list)  # seconds, whole response
-    ttfts: list[float] = field(default_factory=list)  # seconds, streams only
-    errors: Counter[str] = field(default_factory=Counter)
-    client: str = "python"
-    # wrk reports percentiles itself; the Python client's come from `latencies`.
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def request_bytes(url: str, key: str, body: dict[str, Any]) -> tuple[str, int, bytes]:
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise SystemExit(f"only http:// targets are supported, not {url}")
-    port = parts.port or 80
-    payload = orjson.dumps(body)
-    head = (
-        f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {parts.hostname}:{port}\r\n"
-        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\nAccept: application/json\r\n"
-        f"User-Agent: jan-gateway-bench\r\nContent-Length: {len(payload)}\r\n\r\n"
-    )
-    return parts.hostname, port, head.encode() + payload
-
-
-class BadResponse(Exception):
-    pass
-
-
-async def read_response(reader: asyncio.StreamReader, on_data: Any) -> tuple[int, bool]:
-    """Read one HTTP/1.1 response, passing body bytes to `on_data`; returns (status, keep-alive).
-
-    A minimal client on raw asyncio streams: httpx costs several times more CPU per request, and
-    the client shares the two cores with the servers being measured.
-    """
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length: int | None = None
-    chunked = False
-    keep_alive = True
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding" and b"chunked" in value.lower():
-            chunked = True
-        elif name == b"connection" and b"close" in value.lower():
-            keep_alive = False
-    if chunked:
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                    pass
-                break
-            on_data((await reader.readexactly(size + 2))[:-2])
-    elif length is not None:
-        on_data(await reader.readexactly(length))
-    else:
-        on_data(await reader.read())
-        keep_alive = False
-    return status, keep_alive
-
-
-class StreamCheck:
-    """Validates one SSE chat stream as it arrives and notes the time of the first token."""
-
-    __slots__ = ("buffer", "content_chunks", "done", "first_token", "started", "usage")
-
-    def __init__(self, started: float) -> None:
-        self.started = started
-        self.buffer = b""
-        self.first_token: float | None = None
-        self.content_chunks = 0
-        self.usage = False
-        self.done = False
-
-    def feed(self, data: bytes) -> None:
-        self.buffer += data.replace(b"\r\n", b"\n")
-        *events, self.buffer = self.buffer.split(b"\n\n")
-        for event in events:
-            for line in event.split(b"\n"):
-                if not line.startswith(b"data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    self.done = True
-                    continue
-                chunk = orjson.loads(payload)
-                if chunk.get("error"):
-                    raise BadResponse("error event")
-                if chunk.get("usage"):
-                    self.usage = True
-                for choice in chunk.get("choices") or ():
-                    if (choice.get("delta") or {}).get("content"):
-                        self.content_chunks += 1
-                        if self.first_token is None:
-                            self.first_token = time.perf_counter()
-
-
-def _has_answer(answer: dict[str, Any]) -> bool:
-    """A chat completion with content, or embeddings with a vector."""
-    if "choices" in answer:
-        return bool(answer["choices"][0]["message"]["content"])
-    return bool(answer["data"][0]["embedding"])
-
-
-async def closed_loop(
-    target: Target, key: str, body: dict[str, Any], concurrency: int, duration: float
-) -> Sample:
-    """`concurrency` connections, each sending its next request as soon as the last one ends."""
-    host, port, raw = request_bytes(target.url_for(body), key, body)
-    stream = bool(body.get("stream"))
-    sample = Sample()
-    stop_at = time.perf_counter() + duration
-
-    async def worker() -> None:
-        reader: asyncio.StreamReader | None = None
-        writer: asyncio.StreamWriter | None = None
-        while time.perf_counter() < stop_at:
-            try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection(host, port)
-                assert reader is not None
-                started = time.perf_counter()
-                writer.write(raw)
-                if stream:
-                    check = StreamCheck(started)
-                    status, keep_alive = await read_response(reader, check.feed)
-                    ended = time.perf_counter()
-                    if status != 200:
-                        sample.errors[f"http {status}"] += 1
-                    elif not check.done:
-                        sample.errors["no [DONE]"] += 1
-                    elif check.first_token is None:
-                        sample.errors["no content"] += 1
-                    elif not check.usage:
-                        sample.errors["no usage chunk"] += 1
-                    else:
-                        sample.ok += 1
-                        sample.latencies.append(ended - started)
-                        sample.ttfts.append(check.first_token - started)
-                else:
-                    parts: list[bytes] = []
-                    status, keep_alive = await read_response(reader, parts.append)
-                    ended = time.perf_counter()
-                    if status != 200:
-                        sample.errors[f"http {status}"] += 1
-                    elif not _has_answer(orjson.loads(b"".join(parts))):
-                        sample.errors["empty content"] += 1
-                    else:
-                        sample.ok += 1
-                        sample.latencies.append(ended - started)
-                if not keep_alive:
-                    writer.close()
-                    reader = writer = None
-            except (
-                OSError,
-                asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError,
-                ValueError,
-                KeyError,
-                IndexError,
-                TypeError,
-                BadResponse,
-            ) as error:
-                sample.errors[type(error).__name__] += 1
-                if writer is not None:
-                    writer.close()
-                reader = writer = None
-                await asyncio.sleep(0.01)  # don't spin on a refused connection
-        if writer is not None:
-            writer.close()
-
-    began = time.perf_counter()
-    tasks = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
-    # A hung server must not hang the benchmark: give stragglers 30 s past the end.
-    _, pending = await asyncio.wait(tasks, timeout=duration + 30)
-    for task in pending:
-        task.cancel()
-        sample.errors["timeout"] += 1
-    sample.elapsed = time.perf_counter() - began
-    return sample
-
-
-def run_python(target: Target, key: str, body: dict[str, Any], concurrency: int, duration: float) -> Sample:
-    try:
-        import uvloop
-
-        return uvloop.run(closed_loop(target, key, body, concurrency, duration))
-    except ImportError:
-        return asyncio.run(closed_loop(target, key, body, concurrency, duration))
-
-
-def run_wrk(target: Target, key: str, body: dict[str, Any], concurrency: int, duration: float) -> Sample:
-    """Non-stream load with wrk: less client CPU than Python, so more left for the servers."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(body))}\n'
-            'wrk.headers["Content-Type"] = "application/json"\n'
-            f'wrk.headers["Authorization"] = "Bearer {key}"\n'
-        )
-    try:
-        seconds = max(1, round(duration))
-        out = subprocess.run(
-            [
-                "wrk",
-                f"-t{min(2, concurrency)}",
-                f"-c{concurrency}",
-                f"-d{seconds}s",
-                "--timeout",
-                "30s",
-                "--latency",
-                "-s",
-                script.name,
-                target.url_for(body),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        os.unlink(script.name)
-    total = int(_search(r"(\d+) requests in", out))
-    sample = Sample(client="wrk", elapsed=float(seconds))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        sample.errors["non-2xx"] = int(non2xx.group(1))
-    if sockets := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
-        for name, value in zip(("connect", "read", "write", "timeout"), sockets.groups(), strict=True):
-            if int(value):
-                sample.errors[f"socket {name}"] = int(value)
-    sample.ok = total - sum(sample.errors.values())
-    sample.elapsed = total / float(_search(r"Requests/sec:\s+([\d.]+)", out)) if total else float(seconds)
-
-    def pct(label: str) -> float:
-        match = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)\b", out)
-        if not match:
-            return float("nan")
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    sample.p50_ms, sample.p99_ms = pct("50"), pct("99")
-    return sample
-
-
-def _search(pattern: str, text: str) -> str:
-    match = re.search(pattern, text)
-    if not match:
-        raise RuntimeError(f"unexpected wrk output:\n{text}")
-    return match.group(1)
+# The open-loop goal: the gateway's p99 at the fixed rate within twice direct's plus this.
+GOAL_FACTOR = 2.0
+GOAL_SLACK_MS = 5.0
 
 
 # --- one measurement point ------------------------------------------------------------------
@@ -474,30 +83,61 @@ def client_cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def measure(
-    target: Target,
-    upstream: ProcTree,
-    mode: str,
-    key: str,
-    model: str,
-    concurrency: int,
-    duration: float,
-    use_wrk: bool,
-) -> dict[str, Any]:
-    messages = [{"role": "user", "content": "hello bench"}]
-    body: dict[str, Any] = {"model": model, "messages": messages}
+def open_warmup(duration: float) -> float:
+    """Seconds of the open-loop schedule sent before recording: 2, or half a short run."""
+    return min(2.0, duration / 2)
+
+
+def quiesce(tree: ProcTree, timeout: float = 15.0) -> None:
+    """Wait until the target is nearly idle: a saturated one (LiteLLM at C=64) still works through
+    the requests the client gave up on, and that CPU must not slow down the next target."""
+    if not tree.known:
+        return
+    deadline = time.monotonic() + timeout
+    last = tree.cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = tree.cpu_seconds()
+        if now - last < 0.05:  # under a fifth of a core over the interval
+            return
+        last = now
+
+
+def body_for(mode: str, model: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hello bench"}]}
     if mode == "stream":
         body |= {"stream": True, "stream_options": {"include_usage": True}}
     if mode == "embeddings":
         body = {"model": model, "input": "hello bench", "encoding_format": "float"}
+    return body
+
+
+def measure(
+    target: Target,
+    upstream: ProcTree,
+    mode: str,
+    model: str,
+    concurrency: int,
+    duration: float,
+    use_wrk: bool,
+    rate: float = 0.0,
+) -> dict[str, Any]:
+    """One measurement. mode "open_loop": non-stream chat at `rate`, up to `concurrency` connections."""
+    body = body_for("non_stream" if mode == "open_loop" else mode, model)
     same_process = set(upstream.roots) == set(target.tree.roots)
     before = (target.tree.cpu_seconds(), upstream.cpu_seconds(), client_cpu_seconds())
-    if mode in ("non_stream", "embeddings") and use_wrk:
-        sample = run_wrk(target, key, body, concurrency, duration)
+    if mode == "open_loop":
+        sample = run_async(
+            open_loop(target, [body], rate, duration, connections=concurrency, warmup=open_warmup(duration))
+        )
+    elif mode in ("non_stream", "embeddings") and use_wrk:
+        sample = run_wrk(target, body, concurrency, duration)
     else:
-        sample = run_python(target, key, body, concurrency, duration)
+        sample = run_python(target, body, concurrency, duration)
     after = (target.tree.cpu_seconds(), upstream.cpu_seconds(), client_cpu_seconds())
-    done = max(sample.ok + sum(sample.errors.values()), 1)
+    quiesce(target.tree)
+    # The open loop's warm-up requests ran inside the CPU reading too.
+    done = max(sample.ok + sum(sample.errors.values()) + sample.warmup_done, 1)
     result: dict[str, Any] = {
         "client": sample.client,
         "requests": sample.ok,
@@ -516,7 +156,33 @@ def measure(
     if mode == "stream":
         result["ttft_p50_ms"] = percentile(sample.ttfts, 0.5) * 1000
         result["ttft_p99_ms"] = percentile(sample.ttfts, 0.99) * 1000
+    if mode == "open_loop":
+        result |= {
+            "rate": rate,
+            "scheduled": sample.sent,
+            # Answered (or failed) requests per second of schedule: the rate unless the target
+            # fell so far behind that some were still waiting at the end.
+            "done_per_s": (sample.ok + sum(sample.errors.values())) / sample.scheduled_s
+            if sample.scheduled_s
+            else 0.0,
+            "max_ms": max(sample.latencies) * 1000 if sample.latencies else None,
+            "waited": sample.late,  # found all `concurrency` connections busy
+            "max_backlog": sample.max_backlog,
+            "unfinished": sample.unfinished,
+            "generator_max_lag_ms": sample.max_lag * 1000,
+            # The worst latency of the requests due in each second of the run: one stall or a
+            # steady climb (a target falling behind) look different here.
+            "max_ms_by_second": per_second_max(sample.timeline, sample.scheduled_s),
+        }
     return result
+
+
+def per_second_max(timeline: list[tuple[float, float]], seconds: float) -> list[float | None]:
+    worst: list[float | None] = [None] * max(1, math.ceil(seconds))
+    for offset, latency in timeline:
+        slot = min(len(worst) - 1, max(0, int(offset)))
+        worst[slot] = max(worst[slot] or 0.0, latency * 1000)
+    return worst
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -528,6 +194,9 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     merged["errors"] = dict(errors)
     for name in runs[0]:
         if name in ("client", "errors"):
+            continue
+        if isinstance(runs[0][name], list):  # a series: each repeat's
+            merged[name] = [run[name] for run in runs]
             continue
         values = [run[name] for run in runs if run[name] is not None and run[name] == run[name]]  # no NaN
         merged[name] = statistics.median(values) if values else None
@@ -573,19 +242,57 @@ def create_key(command: str, env: dict[str, str]) -> str:
     return lines[-1]  # the key is the last line; anything before it is chatter
 
 
-def wait_ready(target: Target, key: str, model: str, timeout: float = 60) -> None:
+def wait_ready(target: Target, model: str, timeout: float = 60) -> None:
     """Until a chat completion through the target succeeds (provider registered, models listed)."""
     body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "ready?"}]})
     deadline = time.monotonic() + timeout
     status, text = 0, ""
     while time.monotonic() < deadline:
-        status, text = http_call(target.chat_url, timeout=5, data=body, key=key)
+        status, text = http_call(
+            target.chat_url, timeout=5, data=body, key=target.key, headers=target.headers
+        )
         if status == 200:
             return
         time.sleep(0.5)
     sys.exit(
         f"{target.name}: {target.chat_url} never answered a chat completion with 200; last {status}: {text[:500]}"
     )
+
+
+def start_gateway(server: str, workers: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The gateway under test: (process, URL, what it is)."""
+    port = free_port()
+    server_env = dict(env, HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY=str(workers))
+    if server == "bare-uvicorn":
+        # The escape hatch: uvicorn's CLI without gateway.server's protocol guards or settings.
+        command = [
+            str(Path(PY).parent / "uvicorn"), "gateway.asgi:application",
+            "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers),
+            "--no-access-log", "--loop", "uvloop", "--http", "httptools",
+        ]  # fmt: skip
+        what = f"bare uvicorn CLI, {workers} workers (not what `make run` starts)"
+    else:
+        # The web server exactly as `make run` starts it: the supervisor with the Procfile's web
+        # line, so its process layout (one uvicorn parent with workers, or single-process
+        # servers sharing the port), environment and restarts are the ones measured.
+        web = [(name, line) for name, line in procfile_entries(ROOT / "Procfile") if name == "web"]
+        if not web:
+            sys.exit("the Procfile has no `web:` line")
+        procfile = RESULTS / "web.Procfile"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        procfile.write_text("".join(f"{name}: {line}\n" for name, line in web))
+        command = [PY, "-m", "gateway.supervisor", str(procfile)]
+        if server == "uvicorn":
+            server_env.pop("SERVER", None)  # the default, as in `make run`
+        else:
+            server_env["SERVER"] = server
+        what = (
+            f"the Procfile's web line ({web[0][1]}) under gateway.supervisor, SERVER={server}, "
+            f"WEB_CONCURRENCY={workers}: as `make run` starts it"
+        )
+    process = start(command, "gateway.log", server_env)
+    return process, f"http://127.0.0.1:{port}", what
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -630,7 +337,44 @@ def ratios(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def print_report(points: dict[str, dict[str, Any]], names: list[str]) -> None:
+def peer_ratios(gateway: dict[str, Any], peer: dict[str, Any]) -> dict[str, Any]:
+    """gateway / peer: above 1 for throughput means the gateway does more; below 1 for CPU, less."""
+    return {
+        "req_per_s": ratio(gateway["non_stream"]["per_s"], peer["non_stream"]["per_s"]),
+        "streams_per_s": ratio(gateway["stream"]["per_s"], peer["stream"]["per_s"]),
+        "embeddings_per_s": ratio(gateway["embeddings"]["per_s"], peer["embeddings"]["per_s"]),
+        "cpu_per_request": ratio(gateway["non_stream"]["server_cpu_ms"], peer["non_stream"]["server_cpu_ms"]),
+        "cpu_per_stream": ratio(gateway["stream"]["server_cpu_ms"], peer["stream"]["server_cpu_ms"]),
+        "p50": ratio(gateway["non_stream"]["p50_ms"], peer["non_stream"]["p50_ms"]),
+        "ttft_p50": ratio(gateway["stream"]["ttft_p50_ms"], peer["stream"]["ttft_p50_ms"]),
+    }
+
+
+def goal(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """gateway p99 <= 2 x direct p99 + 5 ms at the open-loop rate."""
+    direct, gateway = results["direct"]["p99_ms"], results["gateway"]["p99_ms"]
+    budget = GOAL_FACTOR * direct + GOAL_SLACK_MS if direct is not None else None
+    clean_run = all(
+        not results[name]["errors"] and not results[name]["unfinished"] for name in ("direct", "gateway")
+    )
+    return {
+        "rule": f"gateway p99 <= {GOAL_FACTOR:g} x direct p99 + {GOAL_SLACK_MS:g} ms",
+        "gateway_p99_ms": gateway,
+        "direct_p99_ms": direct,
+        "budget_ms": budget,
+        # The share of the budget the gateway's p99 uses: at most 1 meets the goal.
+        "ratio": ratio(gateway, budget),
+        "met": bool(gateway is not None and budget is not None and gateway <= budget and clean_run),
+        "without_errors": clean_run,
+        # The generator's own worst delay in either row: above the slack, the host stalled the
+        # whole machine during the point and both p99s carry that stall.
+        "generator_max_lag_ms": max(
+            results[name]["generator_max_lag_ms"] or 0.0 for name in ("direct", "gateway")
+        ),
+    }
+
+
+def print_report(points: dict[str, dict[str, Any]], names: list[str], peers: list[str]) -> None:
     print()
     print(
         f"{'C':>3}  {'target':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'cpu ms/req':>10}  "
@@ -662,6 +406,57 @@ def print_report(points: dict[str, dict[str, Any]], names: list[str]) -> None:
             f"gateway cpu {fmt(r['gateway_cpu_ms_per_request'], '.2f')} ms/req, {fmt(r['gateway_cpu_ms_per_stream'], '.2f')} ms/stream, "
             f"{fmt(r['gateway_cpu_ms_per_embedding'], '.2f')} ms/embedding"
         )
+    for peer in peers:
+        print(f"\ngateway / {peer} (throughput above 1: the gateway does more; CPU below 1: it spends less):")
+        for level, point in points.items():
+            r = point["vs_peers"][peer]
+            print(
+                f"  C={level.removeprefix('c'):<3} req/s x{fmt(r['req_per_s'], '.2f')}  streams/s x{fmt(r['streams_per_s'], '.2f')}  "
+                f"embeddings/s x{fmt(r['embeddings_per_s'], '.2f')}  cpu/req x{fmt(r['cpu_per_request'], '.2f')}  "
+                f"cpu/stream x{fmt(r['cpu_per_stream'], '.2f')}  p50 x{fmt(r['p50'], '.2f')}  ttft x{fmt(r['ttft_p50'], '.2f')}"
+            )
+
+
+def print_open_loop(open_point: dict[str, Any], names: list[str]) -> None:
+    print(
+        f"\nopen loop: {open_point['rate']:g} req/s of non-stream chat for {open_point['duration_s']:g} s per target, "
+        f"up to {open_point['connections']} connections, after {open_point['warmup_s']:g} s unrecorded; "
+        "latency from each request's scheduled send time"
+    )
+    print(
+        f"  {'target':8} {'done/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cpu ms/req':>10} "
+        f"{'waited':>6} {'unfinished':>10} {'errors':>6} {'gen lag ms':>10}"
+    )
+    for name in names:
+        r = open_point["targets"][name]
+        errors = sum(r["errors"].values())
+        saturated = "  saturated" if r["unfinished"] or r["waited"] > 0.01 * max(r["requests"], 1) else ""
+        print(
+            f"  {name:8} {fmt(r['done_per_s'], '.1f'):>7} {fmt(r['p50_ms'], '.2f'):>8} {fmt(r['p99_ms'], '.2f'):>8} "
+            f"{fmt(r['max_ms'], '.1f'):>8} {fmt(r['server_cpu_ms'], '.2f'):>10} {r['waited']:>6} "
+            f"{r['unfinished']:>10} {errors:>6} {fmt(r['generator_max_lag_ms'], '.1f'):>10}{saturated}"
+        )
+        if r["errors"]:
+            print(f"{'':5}{name} open-loop errors: {r['errors']}")
+    repeats = open_point["targets"]["gateway"]["max_ms_by_second"]
+    if len(repeats[0]) <= 30:
+        print(
+            "  gateway, worst latency of the requests due in each second (ms): "
+            + " | ".join(" ".join(fmt(value, ".0f") for value in series) for series in repeats)
+        )
+    g = open_point["goal"]
+    verdict = (
+        "met" if g["met"] else "NOT met" + ("" if g["without_errors"] else " (errors or unfinished requests)")
+    )
+    print(
+        f"goal: {g['rule']}: {fmt(g['gateway_p99_ms'], '.2f')} ms <= {GOAL_FACTOR:g} x {fmt(g['direct_p99_ms'], '.2f')} "
+        f"+ {GOAL_SLACK_MS:g} = {fmt(g['budget_ms'], '.2f')} ms: {verdict} (gateway p99 / budget = {fmt(g['ratio'], '.2f')})"
+    )
+    if g["generator_max_lag_ms"] > GOAL_SLACK_MS:
+        print(
+            f"      note: the load generator itself fell up to {g['generator_max_lag_ms']:.0f} ms behind: the host "
+            "stalled during the point and both p99s carry it; rerun on a quieter host or with --repeats 3"
+        )
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -678,9 +473,31 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gateway uvicorn workers (default 2)")
     parser.add_argument(
         "--server",
-        choices=("uvicorn", "daphne"),
-        help="start the gateway with `python -m gateway.server` and this SERVER (daphne: one process)",
+        choices=("uvicorn", "daphne", "bare-uvicorn"),
+        default="uvicorn",
+        help="uvicorn/daphne: `python -m gateway.server` with this SERVER (uvicorn: as `make run`); "
+        "bare-uvicorn: the uvicorn CLI on gateway.asgi, without gateway.server",
     )
+    parser.add_argument(
+        "--rate", type=float, default=300, help="open-loop arrival rate, req/s (default 300; 0 skips it)"
+    )
+    parser.add_argument(
+        "--open-connections", type=int, default=64, help="open-loop connections at most (default 64)"
+    )
+    parser.add_argument(
+        "--peers", default="", help=f"other gateways measured in the same run: {','.join(PEERS)}"
+    )
+    parser.add_argument("--peer-workers", type=int, default=2, help="LiteLLM's --num_workers (default 2)")
+    memory = parser.add_mutually_exclusive_group()
+    memory.add_argument("--no-memory", action="store_true", help="skip the `make run` memory section")
+    memory.add_argument("--memory-only", action="store_true", help="only the memory section (and --soak)")
+    parser.add_argument(
+        "--settle", type=float, default=5, help="seconds the `make run` tree idles before its memory is read"
+    )
+    parser.add_argument(
+        "--soak", type=float, default=0, help="seconds of paced load on the `make run` tree, RSS every 10 s"
+    )
+    parser.add_argument("--soak-rate", type=float, default=100, help="soak arrival rate, req/s (default 100)")
     parser.add_argument("--model", default="bench-model")
     parser.add_argument(
         "--chunk-delay-ms", type=float, default=0.0, help="fake upstream pacing between content chunks"
@@ -704,7 +521,24 @@ def parse_args() -> argparse.Namespace:
         "--upstream-url", help="use this upstream for the direct target instead of starting the fake"
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
-    return parser.parse_args()
+    args = parser.parse_args()
+    args.peer_names = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = [name for name in args.peer_names if name not in PEERS]
+    if unknown:
+        parser.error(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
+    return args
+
+
+def rotation(targets: list[Target], turn: int) -> list[Target]:
+    """The targets, starting at a different one each turn, so none always goes first."""
+    shift = turn % len(targets)
+    return targets[shift:] + targets[:shift]
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(report), indent=2, allow_nan=False) + "\n")
+    print(f"\nwritten to {path}")
 
 
 def main() -> None:
@@ -715,6 +549,19 @@ def main() -> None:
     if use_wrk and not shutil.which("wrk"):
         sys.exit("--client wrk: wrk is not installed (apt-get install -y wrk)")
     processes: list[subprocess.Popen[bytes]] = []
+    meta: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "duration_s": duration,
+        "repeats": args.repeats,
+        "concurrency": levels,
+        "redis": bool(os.environ.get("REDIS_URL")),
+        "non_stream_client": "wrk" if use_wrk else "python",
+        "chunk_delay_ms": args.chunk_delay_ms,
+    }
+    report: dict[str, Any] = {"meta": meta}
     try:
         # The upstream: the fast fake unless one was given.
         if args.upstream_url:
@@ -743,9 +590,9 @@ def main() -> None:
             upstream_url + "/v1/models", what="fake upstream", process=processes[0] if processes else None
         )
 
-        # The gateway: an already-running one, or ours under uvicorn.
-        database = "external gateway"
+        # The gateway: an already-running one, or ours as `make run` starts it.
         if args.gateway_url:
+            meta["database"] = "external gateway"
             gateway_url = args.gateway_url.rstrip("/")
             pids = args.gateway_pid or pids_listening_on(urlsplit(gateway_url).port or 80)
             gateway_tree = ProcTree(pids)
@@ -753,58 +600,74 @@ def main() -> None:
                 args.key_command, gateway_env(upstream_url, fresh_database=False)
             )
             wait_http(gateway_url + "/", what="gateway")
+            meta["gateway"] = f"already running at {gateway_url}"
         else:
             env = gateway_env(upstream_url, fresh_database=not args.api_key)
-            database = (
+            meta["database"] = (
                 "postgresql" if (env.get("DATABASE_URL") or env.get("DB_POSTGRESQL_WRITE_DSN")) else "sqlite"
             )
-            print(f"migrating ({database}, redis: {'yes' if env.get('REDIS_URL') else 'no'}) ...", flush=True)
+            print(
+                f"migrating ({meta['database']}, redis: {'yes' if env.get('REDIS_URL') else 'no'}) ...",
+                flush=True,
+            )
             subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
             key = args.api_key or create_key(args.key_command, env)
             # Register JAN_INFERENCE_MODEL_URL and poll it now (beat would, after an interval).
             subprocess.run([PY, "manage.py", "checkproviders"], cwd=ROOT, env=env, check=True)
-            port = free_port()
-            server_env = dict(env, SERVER=args.server or "", HOST="127.0.0.1", PORT=str(port))
-            server_env["WEB_CONCURRENCY"] = str(args.workers)
-            gateway = start([PY, "-m", "gateway.server"], "gateway.log", server_env) if args.server else start(
-                [
-                    str(Path(PY).parent / "uvicorn"),
-                    "gateway.asgi:application",
-                    "--host", "127.0.0.1",
-                    "--port", str(port),
-                    "--workers", str(args.workers),
-                    "--no-access-log",
-                    "--loop", "uvloop",
-                    "--http", "httptools",
-                ],
-                "gateway.log",
-                env,
-            )  # fmt: skip
+
+            # Memory first, while nothing else of the bench runs beside the fake.
+            if not args.no_memory:
+                report["memory"] = measure_make_run(
+                    env, args.settle, args.soak, args.soak_rate, key, args.model
+                )
+                print_memory(report["memory"])
+            if args.memory_only:
+                write_report(args.output, report)
+                return
+
+            gateway, gateway_url, meta["gateway"] = start_gateway(args.server, args.workers, env)
             processes.append(gateway)
-            gateway_url = f"http://127.0.0.1:{port}"
             gateway_tree = ProcTree([gateway.pid])
             wait_http(gateway_url + "/healthcheck", what="gateway", process=gateway)
+            meta["workers"] = args.workers
+            meta["server"] = args.server
+        if args.memory_only:
+            sys.exit("--memory-only needs the bench to start the gateway (no --gateway-url)")
 
         targets = [
-            Target("direct", upstream_url, upstream_tree),
-            Target("gateway", gateway_url, gateway_tree),
+            Target("direct", upstream_url, upstream_tree, key=key, note="the fake upstream itself"),
+            Target("gateway", gateway_url, gateway_tree, key=key, note=meta["gateway"]),
         ]
+        meta["peers"] = {}
+        for name in args.peer_names:
+            print(f"starting peer {name} ...", flush=True)
+            try:
+                peer, process = start_peer(name, upstream_url, args.model, args.peer_workers)
+            except PeerUnavailable as error:
+                print(f"peer {name} unavailable, going on without it: {error}", file=sys.stderr, flush=True)
+                meta["peers"][name] = f"unavailable: {error}"
+                continue
+            processes.append(process)
+            targets.append(peer)
+            meta["peers"][name] = peer.note
+        peers = [t.name for t in targets[2:]]
         if not gateway_tree.known:
             print(
                 "note: gateway processes not found (pass --gateway-pid): no gateway CPU figures",
                 file=sys.stderr,
             )
         for target in targets:
-            wait_ready(target, key, args.model)
-        rss_idle = {t.name: t.tree.rss_mb() if t.tree.known else None for t in targets}
+            wait_ready(target, args.model)
+        meta["targets"] = {t.name: t.url for t in targets}
+        meta["rss_idle_mb"] = {t.name: t.tree.rss_mb() if t.tree.known else None for t in targets}
         # Warm-up: connection pools, key cache, model registry, lazy imports in every worker.
         for target in targets:
             for mode in MODES:
-                measure(target, upstream_tree, mode, key, args.model, 8, 1.0, use_wrk=False)
+                measure(target, upstream_tree, mode, args.model, 8, 1.0, use_wrk=False)
 
         print(
             f"measuring C={','.join(map(str, levels))}, {duration:g} s x {args.repeats} per point and mode, "
-            f"non-stream client {'wrk' if use_wrk else 'python'}",
+            f"non-stream client {'wrk' if use_wrk else 'python'}; targets {', '.join(t.name for t in targets)}",
             flush=True,
         )
         points: dict[str, dict[str, Any]] = {}
@@ -812,11 +675,10 @@ def main() -> None:
             runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
             for repeat in range(args.repeats):
                 for mode_index, mode in enumerate(MODES):
-                    # Alternate which target goes first so slow host drift does not favour one.
-                    flip = (level_index + repeat + mode_index) % 2 == 1
-                    for target in reversed(targets) if flip else targets:
+                    # Rotate which target goes first so slow host drift does not favour one.
+                    for target in rotation(targets, level_index + repeat + mode_index):
                         result = measure(
-                            target, upstream_tree, mode, key, args.model, concurrency, duration, use_wrk
+                            target, upstream_tree, mode, args.model, concurrency, duration, use_wrk
                         )
                         runs.setdefault((target.name, mode), []).append(result)
                         print(
@@ -828,35 +690,60 @@ def main() -> None:
                 t.name: {mode: median_of(runs[(t.name, mode)]) for mode in MODES} for t in targets
             }
             point["ratios"] = ratios(point["direct"], point["gateway"])
+            point["vs_peers"] = {peer: peer_ratios(point["gateway"], point[peer]) for peer in peers}
             points[f"c{concurrency}"] = point
+        report["points"] = points
 
-        print_report(points, [t.name for t in targets])
-        report = {
-            "meta": {
-                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "host": platform.node(),
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
+        open_point: dict[str, Any] | None = None
+        if args.rate > 0:
+            print(
+                f"open loop: {args.rate:g} req/s, {duration:g} s x {args.repeats} per target, "
+                f"up to {args.open_connections} connections",
+                flush=True,
+            )
+            open_runs: dict[str, list[dict[str, Any]]] = {}
+            for repeat in range(args.repeats):
+                for target in rotation(targets, len(levels) + repeat):
+                    result = measure(
+                        target, upstream_tree, "open_loop", args.model, args.open_connections, duration,
+                        use_wrk=False, rate=args.rate,
+                    )  # fmt: skip
+                    open_runs.setdefault(target.name, []).append(result)
+                    print(
+                        f"  open {target.name:8} done {result['done_per_s']:7.1f}/s  p50 {result['p50_ms']:8.2f} ms  "
+                        f"p99 {result['p99_ms']:8.2f} ms  errors {sum(result['errors'].values())}",
+                        flush=True,
+                    )
+            results = {t.name: median_of(open_runs[t.name]) for t in targets}
+            for name, result in results.items():  # counts: the worst repeat's, not a median
+                result["waited"] = max(run["waited"] for run in open_runs[name])
+                result["unfinished"] = max(run["unfinished"] for run in open_runs[name])
+            open_point = {
+                "rate": args.rate,
                 "duration_s": duration,
-                "repeats": args.repeats,
-                "concurrency": levels,
-                "workers": None if args.gateway_url else args.workers,
-                "database": database,
-                "redis": bool(os.environ.get("REDIS_URL")),
-                "non_stream_client": "wrk" if use_wrk else "python",
-                "chunk_delay_ms": args.chunk_delay_ms,
-                "targets": {t.name: t.url for t in targets},
-                "rss_idle_mb": rss_idle,
-                "rss_end_mb": {t.name: t.tree.rss_mb() if t.tree.known else None for t in targets},
-            },
-            "points": points,
-        }
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(clean(report), indent=2, allow_nan=False) + "\n")
-        print(f"\nwritten to {args.output}")
+                "warmup_s": open_warmup(duration),
+                "connections": args.open_connections,
+                "targets": results,
+                "goal": goal(results),
+            }
+            report["open_loop"] = open_point
+
+        meta["rss_end_mb"] = {t.name: t.tree.rss_mb() if t.tree.known else None for t in targets}
+        print(
+            f"\ngateway: {meta['gateway']}; database {meta['database']}, redis {'yes' if meta['redis'] else 'no'}"
+        )
+        for name, what in meta["peers"].items():
+            print(f"peer {name}: {what}")
+        print_report(points, [t.name for t in targets], peers)
+        if open_point is not None:
+            print_open_loop(open_point, [t.name for t in targets])
+        if "memory" in report:
+            print_memory(report["memory"])
+        write_report(args.output, report)
     finally:
         for process in reversed(processes):
-            stop(process)
+            # A supervisor drains its children first (SHUTDOWN_DRAIN_SECONDS at most).
+            stop(process, timeout=45)
         for path in TEMP_DIRS:
             shutil.rmtree(path, ignore_errors=True)
 
