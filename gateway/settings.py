@@ -510,6 +510,10 @@ SIMPLE_JWT = {
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=5.0)
 UPSTREAM_FIRST_BYTE_TIMEOUT = env.float("UPSTREAM_FIRST_BYTE_TIMEOUT", default=120.0)
 UPSTREAM_IDLE_TIMEOUT = env.float("UPSTREAM_IDLE_TIMEOUT", default=120.0)
+# A pooled upstream connection idle this long is closed by us. Below the 5 s keep-alive of
+# uvicorn (vLLM) and llama.cpp's server: a connection the server has just closed, reused for a
+# POST, fails the call (502) instead of being retried.
+UPSTREAM_KEEPALIVE_SECONDS = env.float("UPSTREAM_KEEPALIVE_SECONDS", default=4.0)
 UPSTREAM_MAX_CONNECTIONS = env.int("UPSTREAM_MAX_CONNECTIONS", default=512)
 MODEL_HEALTH_FAILURE_THRESHOLD = env.int("MODEL_HEALTH_FAILURE_THRESHOLD", default=2)
 PROVIDER_EJECT_SECONDS = env.float("PROVIDER_EJECT_SECONDS", default=30.0)
