@@ -6,6 +6,7 @@ written and reports the first problem with its dotted `param` (`items[2].content
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.conf import settings
 
 from gateway.errors import InvalidRequest
 from gateway.ids import public_id
+from gateway.parsers import refuse_null_characters
 
 ITEM_PREFIX = {
     "message": "msg",
@@ -24,6 +26,20 @@ MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 STATUSES = ("in_progress", "completed", "incomplete")
 PART_TYPES = ("input_text", "output_text", "input_image", "input_file", "refusal")
 IMAGE_DETAILS = ("low", "high", "auto", "original")
+URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?#\[\]]|%[0-9A-Fa-f]{2})*")
+# OpenAI's output_text annotations: type -> its required fields and their types.
+ANNOTATION_FIELDS: dict[str, dict[str, type]] = {
+    "file_citation": {"file_id": str, "index": int, "filename": str},
+    "url_citation": {"url": str, "start_index": int, "end_index": int, "title": str},  # url: a URI
+    "container_file_citation": {
+        "container_id": str,
+        "file_id": str,
+        "start_index": int,
+        "end_index": int,
+        "filename": str,
+    },
+    "file_path": {"file_id": str, "index": int},
+}
 # OpenAI's `include[]` values; we always return what we store, so they only need to be valid.
 INCLUDE_VALUES = (
     "web_search_call.results",
@@ -81,6 +97,15 @@ def _optional_text(part: dict[str, Any], key: str, param: str) -> str | None:
     return None if value is None else _text(value, f"{param}.{key}")
 
 
+def _optional_uri(part: dict[str, Any], key: str, param: str) -> str | None:
+    """An absolute URI (RFC 3986: a scheme, then URI characters only), as OpenAI's `format:
+    uri` says: a URL, or a `data:` URL holding the file itself."""
+    value = _optional_text(part, key, param)
+    if value is not None and not URI.fullmatch(value):
+        raise _bad(f"Invalid '{param}.{key}': expected a URL.", f"{param}.{key}", "invalid_url")
+    return value
+
+
 def _object(value: Any, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _bad(f"Invalid type for '{param}': expected an object.", param, "invalid_type")
@@ -91,6 +116,57 @@ def _list(value: Any, param: str) -> list[Any]:
     if not isinstance(value, list):
         raise _bad(f"Invalid type for '{param}': expected an array.", param, "invalid_type")
     return value
+
+
+def _is_integer(value: Any) -> bool:
+    """JSON Schema's integer: a number with no fraction. orjson reads integers beyond 64 bits
+    as floats, and 2.0 is an integer too."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+def _annotation(raw: Any, param: str) -> dict[str, Any]:
+    annotation = _object(raw, param)
+    kind = annotation.get("type")
+    fields = ANNOTATION_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise _bad(
+            f"Invalid value for '{param}.type': expected one of {', '.join(ANNOTATION_FIELDS)}.",
+            f"{param}.type",
+        )
+    for name, kind in fields.items():
+        value = annotation.get(name)
+        if not (isinstance(value, str) if kind is str else _is_integer(value)):
+            expected = "a string" if kind is str else "an integer"
+            raise _bad(
+                f"Invalid type for '{param}.{name}': expected {expected}.", f"{param}.{name}", "invalid_type"
+            )
+    if "url" in fields:
+        _optional_uri(annotation, "url", param)
+    return annotation
+
+
+def _logprob(raw: Any, param: str, *, top: bool) -> dict[str, Any]:
+    entry = _object(raw, param)
+    token, logprob, token_bytes = entry.get("token"), entry.get("logprob"), entry.get("bytes")
+    if not isinstance(token, str):
+        raise _bad(f"Invalid type for '{param}.token': expected a string.", f"{param}.token", "invalid_type")
+    if isinstance(logprob, bool) or not isinstance(logprob, int | float):
+        raise _bad(
+            f"Invalid type for '{param}.logprob': expected a number.", f"{param}.logprob", "invalid_type"
+        )
+    if not isinstance(token_bytes, list) or not all(_is_integer(b) for b in token_bytes):
+        raise _bad(
+            f"Invalid type for '{param}.bytes': expected an array of integers.",
+            f"{param}.bytes",
+            "invalid_type",
+        )
+    if top:
+        alternatives = _list(entry.get("top_logprobs"), f"{param}.top_logprobs")
+        for i, alternative in enumerate(alternatives):
+            _logprob(alternative, f"{param}.top_logprobs[{i}]", top=False)
+    return entry
 
 
 def _part(raw: Any, param: str, role: str) -> dict[str, Any]:
@@ -108,27 +184,29 @@ def _part(raw: Any, param: str, role: str) -> dict[str, Any]:
         return {"type": "input_text", "text": _text(part.get("text"), f"{param}.text")}
     if kind == "output_text":
         annotations = _list(part.get("annotations", []), f"{param}.annotations")
-        logprobs = _list(part.get("logprobs") or [], f"{param}.logprobs")
+        raw_logprobs = part.get("logprobs")
+        logprobs = [] if raw_logprobs is None else _list(raw_logprobs, f"{param}.logprobs")
         return {
             "type": "output_text",
             "text": _text(part.get("text"), f"{param}.text"),
-            "annotations": [_object(a, f"{param}.annotations[{i}]") for i, a in enumerate(annotations)],
-            "logprobs": [_object(p, f"{param}.logprobs[{i}]") for i, p in enumerate(logprobs)],
+            "annotations": [_annotation(a, f"{param}.annotations[{i}]") for i, a in enumerate(annotations)],
+            "logprobs": [_logprob(p, f"{param}.logprobs[{i}]", top=True) for i, p in enumerate(logprobs)],
         }
     if kind == "refusal":
         return {"type": "refusal", "refusal": _text(part.get("refusal"), f"{param}.refusal")}
     if kind == "input_image":
-        detail = part.get("detail") or "auto"
+        detail = part.get("detail")
+        detail = "auto" if detail is None else detail
         if detail not in IMAGE_DETAILS:
             raise _bad(f"Invalid value for '{param}.detail'.", f"{param}.detail")
-        image_url = _optional_text(part, "image_url", param)
+        image_url = _optional_uri(part, "image_url", param)
         file_id = _optional_text(part, "file_id", param)
         if not image_url and not file_id:
             raise _bad("An input_image needs an image_url or a file_id.", f"{param}.image_url")
         return {"type": "input_image", "detail": detail, "image_url": image_url, "file_id": file_id}
     out: dict[str, Any] = {"type": "input_file"}
     for key in ("file_id", "file_data", "file_url", "filename"):
-        value = _optional_text(part, key, param)
+        value = (_optional_uri if key == "file_url" else _optional_text)(part, key, param)
         if value is not None:
             out[key] = value
     if len(out) == 1 or set(out) == {"type", "filename"}:
@@ -194,7 +272,8 @@ def _reasoning(raw: dict[str, Any], param: str) -> ItemSpec:
             {"type": "summary_text", "text": _text(part.get("text"), f"{param}.summary[{i}].text")}
         )
     content = []
-    for i, part in enumerate(_list(raw.get("content") or [], f"{param}.content")):
+    raw_content = raw.get("content")
+    for i, part in enumerate([] if raw_content is None else _list(raw_content, f"{param}.content")):
         part = _object(part, f"{param}.content[{i}]")
         if part.get("type") != "reasoning_text":
             raise _bad("Invalid value: expected 'reasoning_text'.", f"{param}.content[{i}].type")
@@ -218,6 +297,7 @@ _PARSERS = {
 
 def parse_item(raw: Any, param: str) -> ItemSpec:
     item = _object(raw, param)
+    refuse_null_characters(item, param)
     kind = item.get("type", "message")  # EasyInputMessage: {"role", "content"} without a type
     parser = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parser is None:
@@ -232,6 +312,8 @@ def parse_item(raw: Any, param: str) -> ItemSpec:
         spec.status = status
     # Keep an id the client (or the Responses API) gave the item, if it is one of ours.
     given = item.get("id")
+    if given is not None and not isinstance(given, str):
+        raise _bad(f"Invalid type for '{param}.id': expected a string.", f"{param}.id", "invalid_type")
     if isinstance(given, str) and given.startswith(ITEM_PREFIX[kind] + "_") and len(given) <= 64:
         spec.public_id = given
         spec.given_id = True
@@ -254,6 +336,7 @@ def parse_items(raw: Any, *, param: str = "items", max_items: int | None = None)
 def parse_metadata(raw: Any, param: str = "metadata") -> dict[str, str]:
     """OpenAI's metadata: up to 16 string pairs, keys ≤ 64 characters, values ≤ 512."""
     metadata = _object(raw, param)
+    refuse_null_characters(metadata, param)
     if len(metadata) > 16:
         raise _bad(
             f"Invalid '{param}': too many properties (at most 16).", param, "object_above_max_properties"
@@ -277,6 +360,7 @@ def parse_metadata(raw: Any, param: str = "metadata") -> dict[str, str]:
 def parse_title(raw: Any, param: str = "title") -> str:
     if not isinstance(raw, str):
         raise _bad(f"Invalid type for '{param}': expected a string.", param, "invalid_type")
+    refuse_null_characters(raw, param)
     title = raw.strip()
     if len(title) > 256:
         raise _bad(f"Invalid '{param}': longer than 256 characters.", param, "string_above_max_length")

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
+from conversations import items as wire
 from gateway.schema import ExternalOperation
 
 TAG = "Conversation-aware Chat"
@@ -50,6 +53,322 @@ _TITLE: dict[str, Any] = {
     }
 }
 
+# --- The input items the gateway stores (conversations.items) ---------------------------------
+# OpenAI's InputItem admits every item type of the Responses API; a conversation here holds
+# messages, function calls and their outputs, and reasoning. These components say exactly what
+# conversations.items accepts, so a body they allow is stored and one they refuse is a 400.
+
+
+def _text(**keywords: Any) -> dict[str, Any]:
+    return {"type": "string", "maxLength": settings.CONVERSATIONS_MAX_TEXT_CHARS, **keywords}
+
+
+def _part(
+    kind: str, properties: dict[str, Any], required: tuple[str, ...] = (), **keywords: Any
+) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"type": {"type": "string", "enum": [kind]}, **properties},
+        "required": ["type", *required],
+        **keywords,
+    }
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_STATUS: dict[str, Any] = _nullable({"type": "string", "enum": list(wire.STATUSES)})
+_ITEM_ID: dict[str, Any] = {
+    "type": ["string", "null"],
+    "description": "Kept when it is an id of this item type's prefix (`msg_`, `fc_`, `fco_`, `rs_`); "
+    "otherwise the item gets a new one.",
+}
+_LOGPROB_ENTRY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "token": {"type": "string"},
+        "logprob": {"type": "number"},
+        "bytes": {"type": "array", "items": {"type": "integer"}},
+    },
+    "required": ["token", "logprob", "bytes"],
+}
+_ANNOTATION_FIELDS = {
+    kind: {
+        name: {"type": "string", "format": "uri"}
+        if name == "url"
+        else {"type": "string" if kind_of is str else "integer"}
+        for name, kind_of in fields.items()
+    }
+    for kind, fields in wire.ANNOTATION_FIELDS.items()
+}
+COMPONENTS: dict[str, Any] = {
+    "ConversationInputText": _part("input_text", {"text": _text()}, ("text",)),
+    "ConversationInputImage": _part(
+        "input_image",
+        {
+            "image_url": _nullable(_text(format="uri")),
+            "file_id": _nullable(_text()),
+            "detail": _nullable({"type": "string", "enum": list(wire.IMAGE_DETAILS)}),
+        },
+        description="Needs a non-empty `image_url` or `file_id`; `detail` defaults to `auto`.",
+        anyOf=[
+            {"required": ["image_url"], "properties": {"image_url": _text(format="uri", minLength=1)}},
+            {"required": ["file_id"], "properties": {"file_id": _text(minLength=1)}},
+        ],
+    ),
+    "ConversationInputFile": _part(
+        "input_file",
+        {
+            name: _nullable(_text(format="uri") if name == "file_url" else _text())
+            for name in ("file_id", "file_data", "file_url", "filename")
+        },
+        description="Needs one of `file_id`, `file_data`, `file_url`.",
+        anyOf=[
+            {"required": [name], "properties": {name: _text()}}
+            for name in ("file_id", "file_data", "file_url")
+        ],
+    ),
+    "ConversationOutputText": _part(
+        "output_text",
+        {
+            "text": _text(),
+            "annotations": {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        _part(kind, fields, tuple(fields)) for kind, fields in _ANNOTATION_FIELDS.items()
+                    ]
+                },
+            },
+            "logprobs": _nullable(
+                {
+                    "type": "array",
+                    "items": {
+                        **_LOGPROB_ENTRY,
+                        "properties": {
+                            **_LOGPROB_ENTRY["properties"],
+                            "top_logprobs": {"type": "array", "items": _LOGPROB_ENTRY},
+                        },
+                        "required": [*_LOGPROB_ENTRY["required"], "top_logprobs"],
+                    },
+                }
+            ),
+        },
+        ("text",),
+    ),
+    "ConversationRefusal": _part("refusal", {"refusal": _text()}, ("refusal",)),
+    "ConversationMessage": {
+        "type": "object",
+        "description": "A message: `content` is a string or content parts. Assistant messages hold "
+        "`output_text` and `refusal` parts (and `input_text`); the other roles `input_text`, "
+        "`input_image` and `input_file`.",
+        "properties": {
+            "type": {"type": "string", "enum": ["message"]},
+            "id": _ITEM_ID,
+            "status": _STATUS,
+            "role": {"type": "string", "enum": list(wire.MESSAGE_ROLES)},
+        },
+        "required": ["role", "content"],
+        "oneOf": [
+            {
+                "properties": {
+                    "role": {"type": "string", "enum": ["assistant"]},
+                    "content": {
+                        "oneOf": [
+                            _text(),
+                            {
+                                "type": "array",
+                                "items": {
+                                    "oneOf": [
+                                        _ref("ConversationInputText"),
+                                        _ref("ConversationOutputText"),
+                                        _ref("ConversationRefusal"),
+                                    ]
+                                },
+                            },
+                        ]
+                    },
+                }
+            },
+            {
+                "properties": {
+                    "role": {"type": "string", "enum": [r for r in wire.MESSAGE_ROLES if r != "assistant"]},
+                    "content": {
+                        "oneOf": [
+                            _text(),
+                            {
+                                "type": "array",
+                                "items": {
+                                    "oneOf": [
+                                        _ref("ConversationInputText"),
+                                        _ref("ConversationInputImage"),
+                                        _ref("ConversationInputFile"),
+                                    ]
+                                },
+                            },
+                        ]
+                    },
+                }
+            },
+        ],
+    },
+    "ConversationFunctionCall": _part(
+        "function_call",
+        {
+            "id": _ITEM_ID,
+            "status": _STATUS,
+            "call_id": _text(minLength=1),
+            "name": _text(minLength=1),
+            "arguments": _text(),
+        },
+        ("call_id", "name", "arguments"),
+    ),
+    "ConversationFunctionCallOutput": _part(
+        "function_call_output",
+        {
+            "id": _ITEM_ID,
+            "status": _STATUS,
+            "call_id": _text(minLength=1),
+            "output": {"oneOf": [_text(), {"type": "array", "items": _ref("ConversationInputText")}]},
+        },
+        ("call_id", "output"),
+    ),
+    "ConversationReasoning": _part(
+        "reasoning",
+        {
+            "id": _ITEM_ID,
+            "status": _STATUS,
+            "summary": {
+                "type": "array",
+                "items": _part("summary_text", {"text": _text()}, ("text",)),
+                "description": "Absent: no summary.",
+            },
+            "content": _nullable(
+                {"type": "array", "items": _part("reasoning_text", {"text": _text()}, ("text",))}
+            ),
+            "encrypted_content": _nullable(_text()),
+        },
+    ),
+    "ConversationInputItem": {
+        "description": "An item to store: a message (`type` may be left out), a function call, a "
+        "function call's output, or reasoning.",
+        "oneOf": [
+            _ref("ConversationMessage"),
+            _ref("ConversationFunctionCall"),
+            _ref("ConversationFunctionCallOutput"),
+            _ref("ConversationReasoning"),
+        ],
+    },
+}
+
+
+# `/v1/conv/completions`' input messages, each stored as items (conversations.turns): chat
+# messages of the roles and content parts a conversation holds.
+_CHAT_TEXT = _part("text", {"text": _text()}, ("text",))
+_CHAT_PARTS: dict[str, list[dict[str, Any]]] = {
+    "user": [
+        _CHAT_TEXT,
+        _part(
+            "image_url",
+            {
+                "image_url": {
+                    "type": "object",
+                    "properties": {
+                        "url": _text(format="uri", minLength=1),
+                        "detail": {"type": "string", "enum": list(wire.IMAGE_DETAILS)},
+                    },
+                    "required": ["url"],
+                }
+            },
+            ("image_url",),
+        ),
+        _part(
+            "file",
+            {
+                "file": {
+                    "type": "object",
+                    "properties": {name: _text() for name in ("file_id", "file_data", "filename")},
+                    "anyOf": [{"required": ["file_id"]}, {"required": ["file_data"]}],
+                }
+            },
+            ("file",),
+        ),
+    ],
+    "assistant": [_CHAT_TEXT, _part("refusal", {"refusal": _text()}, ("refusal",))],
+    "text": [_CHAT_TEXT],
+}
+
+
+def _chat_message(roles: list[str], parts: str, **properties: Any) -> dict[str, Any]:
+    content = {"oneOf": [_text(), {"type": "array", "items": {"oneOf": _CHAT_PARTS[parts]}}]}
+    return {
+        "type": "object",
+        "properties": {
+            "role": {"type": "string", "enum": roles},
+            "content": content,
+            "name": {"type": "string"},
+            **properties,
+        },
+        "required": ["role", "content", *(name for name in properties if name == "tool_call_id")],
+    }
+
+
+_CHAT_ASSISTANT = _chat_message(
+    ["assistant"],
+    "assistant",
+    tool_calls={
+        "type": ["array", "null"],
+        "items": {
+            "type": "object",
+            "properties": {
+                "id": _text(minLength=1),
+                "type": {"type": "string", "enum": ["function"]},
+                "function": {
+                    "type": "object",
+                    "properties": {"name": _text(minLength=1), "arguments": _text()},
+                    "required": ["name"],
+                },
+            },
+            "required": ["id", "function"],
+        },
+    },
+)
+_CHAT_ASSISTANT["properties"]["content"]["oneOf"].append({"type": "null"})
+_CHAT_ASSISTANT["required"] = ["role"]
+COMPONENTS["ConversationChatMessage"] = {
+    "description": "A chat message a conversation can hold: no audio or video parts, no `function` role, "
+    "tool calls of functions only.",
+    "oneOf": [
+        _chat_message(["user"], "user"),
+        _chat_message(["system", "developer"], "text"),
+        _CHAT_ASSISTANT,
+        _chat_message(["tool"], "text", tool_call_id=_text(minLength=1)),
+    ],
+}
+
+
+def _items(*, required: bool) -> dict[str, Any]:
+    items: dict[str, Any] = {"type": "array", "maxItems": 20, "items": _ref("ConversationInputItem")}
+    if required:
+        items["minItems"] = 1
+    return items
+
+
+# An update sets the metadata (an object) or the title (a string), or both; null is "not given".
+_UPDATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {"metadata": _ref("Metadata"), **_TITLE},
+    "anyOf": [
+        {"required": ["metadata"], "properties": {"metadata": {"type": "object"}}},
+        {"required": ["title"], "properties": {"title": {"type": "string"}}},
+    ],
+}
+
 
 def _conversation_op(
     method: str, path: str, operation_id: str, summary: str, **kwargs: Any
@@ -73,15 +392,18 @@ CONVERSATION_OPERATIONS = [
         "Create a conversation",
         description="Up to 20 initial items. Owned by the caller (a user, or a service account).",
         request={
-            "allOf": [
-                {"$ref": "#/components/schemas/CreateConversationBody"},
-                {"type": "object", "properties": _TITLE},
-            ]
+            "type": "object",
+            "properties": {
+                "metadata": _ref("Metadata"),
+                "items": _nullable(_items(required=False)),
+                **_TITLE,
+            },
         },
         # As OpenAI documents it: every field is optional, so is the body.
         request_required=False,
         errors=("400", "401", "403", "429"),
         extra_errors={"413": "The body is too large"},
+        components=COMPONENTS,
     ),
     _conversation_op("get", "/conversations/{conversation_id}", "getConversation", "Retrieve a conversation"),
     _conversation_op(
@@ -90,10 +412,17 @@ CONVERSATION_OPERATIONS = [
         "updateConversation",
         "Update a conversation",
         description="Replaces the metadata (and/or sets jan's `title`). `PATCH` does the same.",
-        request={
-            "type": "object",
-            "properties": {"metadata": {"$ref": "#/components/schemas/Metadata"}, **_TITLE},
-        },
+        request=_UPDATE,
+    ),
+    ExternalOperation(
+        path="/v1/conversations/{conversation_id}",
+        method="patch",
+        mirror="POST /conversations/{conversation_id}",
+        operation_id="patchConversation",
+        tag=_CONVERSATIONS,
+        summary="Update a conversation",
+        description="jan's PATCH: the same as POST.",
+        request=_UPDATE,
     ),
     _conversation_op(
         "delete",
@@ -108,7 +437,9 @@ CONVERSATION_OPERATIONS = [
         "createConversationItems",
         "Create items",
         description="Up to 20 items: messages, function_call, function_call_output, reasoning. All or nothing.",
+        request={"type": "object", "properties": {"items": _items(required=True)}, "required": ["items"]},
         extra_errors={"413": "The body is too large"},
+        components=COMPONENTS,
     ),
     _conversation_op(
         "get",
@@ -116,6 +447,7 @@ CONVERSATION_OPERATIONS = [
         "listConversationItems",
         "List items",
         description="Newest first by default; `after` (jan's `last` too) is the last id of the previous page.",
+        parameter_bounds={"limit": {"minimum": 1, "maximum": 100}},
     ),
     _conversation_op(
         "get", "/conversations/{conversation_id}/items/{item_id}", "getConversationItem", "Retrieve an item"
@@ -181,15 +513,11 @@ OPERATIONS = [
             "type": "object",
             "required": ["model", "input"],
             "properties": {
-                "model": {"type": "string"},
+                "model": {"type": "string", "minLength": 1},
                 "input": {
                     "oneOf": [
-                        {"type": "string", "description": "One user message."},
-                        {
-                            "type": "array",
-                            "minItems": 1,
-                            "items": {"$ref": "#/components/schemas/ChatCompletionRequestMessage"},
-                        },
+                        {"type": "string", "minLength": 1, "description": "One user message."},
+                        {"type": "array", "minItems": 1, "items": _ref("ConversationChatMessage")},
                     ]
                 },
                 "conversation_id": {
@@ -197,13 +525,14 @@ OPERATIONS = [
                     "description": "A `conv_…` id; absent starts a new one.",
                 },
                 "stream": {"type": "boolean", "default": False},
-                "temperature": {"type": "number"},
-                "max_tokens": {"type": "integer"},
+                "temperature": {"type": "number", "minimum": 0, "maximum": 2},
+                "max_tokens": {"type": "integer", "minimum": 1},
                 **_FLAGS,
             },
             "additionalProperties": True,
         },
         extra_errors=_ERRORS,
+        components=COMPONENTS,
     ),
     ExternalOperation(
         path="/v1/conv/models",

@@ -84,9 +84,10 @@ def _write_items(
 def _parse_specs(
     items: Sequence[dict[str, Any] | wire.ItemSpec], max_items: int | None
 ) -> list[wire.ItemSpec]:
-    if all(isinstance(item, wire.ItemSpec) for item in items):
+    if isinstance(items, list | tuple) and all(isinstance(item, wire.ItemSpec) for item in items):
         return [item for item in items if isinstance(item, wire.ItemSpec)]
-    return wire.parse_items(list(items), max_items=max_items)
+    # Anything else is the caller's JSON, a list or not: parse_items says what is wrong with it.
+    return wire.parse_items(list(items) if isinstance(items, tuple) else items, max_items=max_items)
 
 
 def conversation_create(
@@ -105,7 +106,7 @@ def conversation_create(
     """
     clean_title = wire.parse_title(title) if title is not None else ""
     clean_metadata = wire.parse_metadata(metadata) if metadata is not None else {}
-    specs = _parse_specs(items or [], max_items)
+    specs = _parse_specs([] if items is None else items, max_items)
     if principal.project_id is None:
         raise InvalidRequest("Conversations live in a project; send OpenAI-Project.", code="project_required")
     with transaction.atomic():

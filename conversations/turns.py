@@ -68,7 +68,7 @@ def _chat_part(part: Any, param: str) -> dict[str, Any]:
         return {"type": "input_text", "text": part.get("text")}
     if kind == "image_url":
         image = part["image_url"] if isinstance(part.get("image_url"), dict) else {}
-        return {"type": "input_image", "image_url": image.get("url"), "detail": image.get("detail") or "auto"}
+        return {"type": "input_image", "image_url": image.get("url"), "detail": image.get("detail")}
     if kind == "file":
         file = part["file"] if isinstance(part.get("file"), dict) else {}
         return {

@@ -34,6 +34,34 @@ class BoundedJSONParser(JSONParser):
             raise ParseError(f"JSON parse error - {exc}") from None
 
 
+def refuse_null_characters(value: Any, param: str | None = None) -> None:
+    """A 400 for U+0000 in any string or key of `value`, a decoded body that is to be stored.
+
+    JSON allows the character; PostgreSQL's text and jsonb cannot hold it, so storing it failed
+    with a 500. DRF's CharField refuses it the same way for the administration API.
+    """
+    pending: list[tuple[Any, str | None]] = [(value, param)]
+    while pending:
+        current, where = pending.pop()
+        if isinstance(current, str):
+            if "\x00" in current:
+                raise errors.InvalidRequest(
+                    f"Invalid '{where}': the NUL character (\\u0000) is not allowed."
+                    if where
+                    else "The NUL character (\\u0000) is not allowed in the request body.",
+                    param=where,
+                    code="invalid_value",
+                )
+        elif isinstance(current, dict):
+            for key, item in current.items():
+                inner = f"{where}.{key}" if where else str(key)
+                if "\x00" in key:
+                    pending.append((key, where))
+                pending.append((item, inner))
+        elif isinstance(current, list):
+            pending.extend((item, f"{where}[{index}]") for index, item in enumerate(current))
+
+
 # --- Bodies read outside DRF (the hot path and the streaming views) -----------------------------
 
 

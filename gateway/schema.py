@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,186 @@ NULLABLE_WHEN_EMPTY: dict[str, tuple[str, ...]] = {
     "ResponseItemList": ("first_id", "last_id"),
     "ConversationItemList": ("first_id", "last_id"),
 }
+
+
+def _metadata_limits(component: dict[str, Any]) -> None:
+    mapping = component["anyOf"][0]
+    mapping.update(maxProperties=16, propertyNames={"maxLength": 64})
+    mapping["additionalProperties"]["maxLength"] = 512
+
+
+def _named_model(model: dict[str, Any]) -> None:
+    model["anyOf"][0]["minLength"] = 1
+
+
+def _token_ids(variants: list[dict[str, Any]]) -> None:
+    """The array-of-strings variant of a prompt or input holds at least one string; token ids
+    (alone or in arrays) are not negative."""
+    variants[1]["minItems"] = 1
+    variants[2]["items"]["minimum"] = 0
+    variants[3]["items"]["items"]["minimum"] = 0
+
+
+def _completion_request(component: dict[str, Any]) -> None:
+    properties = component["properties"]
+    _named_model(properties["model"])
+    # The prompt is required and null is refused (OpenAI's spec marks it `nullable`, a keyword
+    # OpenAPI 3.1 no longer has).
+    del properties["prompt"]["nullable"]
+    _token_ids(properties["prompt"]["oneOf"])
+
+
+def _embedding_request(component: dict[str, Any]) -> None:
+    properties = component["properties"]
+    _named_model(properties["model"])
+    variants = properties["input"]["oneOf"]
+    variants[0]["minLength"] = 1
+    variants[1]["items"]["minLength"] = 1
+    _token_ids(variants)
+
+
+def _only(*names: str) -> Callable[[dict[str, Any]], None]:
+    """Keep the union's branches (and discriminator mapping entries) that name these components."""
+    refs = {f"#/components/schemas/{name}" for name in names}
+
+    def amend(component: dict[str, Any]) -> None:
+        key = "oneOf" if "oneOf" in component else "anyOf"
+        component[key] = [branch for branch in component[key] if branch.get("$ref") in refs]
+        mapping = component.get("discriminator", {}).get("mapping")
+        if mapping is not None:
+            component["discriminator"]["mapping"] = {k: v for k, v in mapping.items() if v in refs}
+
+    return amend
+
+
+def _web_search_tool_choice(component: dict[str, Any]) -> None:
+    kind = component["properties"]["type"]
+    kind["enum"] = [value for value in kind["enum"] if value.startswith("web_search")]
+
+
+def _non_empty(*names: str, required: bool = False) -> Callable[[dict[str, Any]], None]:
+    """These string properties are not empty (and, with `required`, present and not null)."""
+
+    def amend(component: dict[str, Any]) -> None:
+        properties = component["properties"]
+        for name in names:
+            if required and "anyOf" in properties[name]:  # drop the null branch
+                properties[name] = next(b for b in properties[name]["anyOf"] if b.get("type") != "null")
+            properties[name]["minLength"] = 1
+            if required and name not in component.setdefault("required", []):
+                component["required"].append(name)
+
+    return amend
+
+
+def _image_source(component: dict[str, Any]) -> None:
+    """An input image names its source: a URL (or data URL) or an uploaded file's id."""
+    component["anyOf"] = [
+        {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+        for name in ("image_url", "file_id")
+    ]
+
+
+def _input_param(component: dict[str, Any]) -> None:
+    text, items = component["oneOf"]
+    text["minLength"] = 1
+    items["minItems"] = 1
+
+
+def _create_response(component: dict[str, Any]) -> None:
+    """What the Responses API refuses across fields (responses.validation)."""
+    given = {"not": {"type": "null"}}
+    component["allOf"].extend(
+        [
+            # OpenAI takes both from a stored prompt (`prompt`), which the gateway does not keep.
+            {"required": ["model", "input"]},
+            {
+                "not": {
+                    "required": ["previous_response_id", "conversation"],
+                    "properties": {
+                        "previous_response_id": {"type": "string", "minLength": 1},
+                        "conversation": given,
+                    },
+                },
+                "description": "previous_response_id and conversation are exclusive.",
+            },
+            {
+                "if": {"required": ["background"], "properties": {"background": {"const": True}}},
+                "then": {"properties": {"store": {"not": {"const": False}}}},
+                "description": "A background response is stored.",
+            },
+            {
+                "if": {"required": ["conversation"], "properties": {"conversation": given}},
+                "then": {"properties": {"store": {"not": {"const": False}}}},
+                "description": "A response added to a conversation is stored.",
+            },
+        ]
+    )
+
+
+# The Responses API runs function, custom and namespace tools on the client and web search in the
+# gateway; OpenAI's hosted tools (file search, computers, code interpreter, image generation,
+# remote MCP, shells, patches) and their items need OpenAI's services, and are refused (400).
+RESPONSES_TOOLS = (
+    "FunctionTool",
+    "CustomToolParam",
+    "NamespaceToolParam",
+    "WebSearchTool",
+    "WebSearchPreviewTool",
+)
+RESPONSES_ITEMS = (
+    "InputMessage",
+    "OutputMessage",
+    "FunctionToolCall",
+    "FunctionCallOutputItemParam",
+    "CustomToolCall",
+    "CustomToolCallOutput",
+    "ReasoningItem",
+    "WebSearchToolCall",
+)
+RESPONSES_TOOL_CHOICES = (
+    "ToolChoiceOptions",
+    "ToolChoiceAllowed",
+    "ToolChoiceTypes",
+    "ToolChoiceFunction",
+    "ToolChoiceCustom",
+)
+
+# Vendored components we serve amended: name -> (amend in place, why). Each states a rule OpenAI
+# also enforces, and says in prose only, that the gateway enforces the same way, or narrows a
+# union to what the gateway serves.
+AMENDMENTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
+    "Metadata": (
+        _metadata_limits,
+        "16 pairs, keys up to 64 and values up to 512 characters, as its description says",
+    ),
+    "ModelIdsShared": (_named_model, "a model id is not empty (400 'you must provide a model parameter')"),
+    "CreateCompletionRequest": (_completion_request, "a model id, a prompt that is not null, token ids"),
+    "CreateEmbeddingRequest": (
+        _embedding_request,
+        "a model id; the input 'cannot be an empty string'; token ids",
+    ),
+    "Tool": (_only(*RESPONSES_TOOLS), "the tools the gateway runs"),
+    "InputItem": (
+        _only("EasyInputMessage", "Item", "ItemReferenceParam"),
+        "the item types the gateway serves",
+    ),
+    "Item": (_only(*RESPONSES_ITEMS), "the item types the gateway serves"),
+    "ToolChoiceParam": (_only(*RESPONSES_TOOL_CHOICES), "the tools the gateway runs"),
+    "ToolChoiceTypes": (_web_search_tool_choice, "web search is the one built-in tool the gateway runs"),
+    "CreateResponse": (_create_response, "the fields the Responses API refuses together"),
+    "InputParam": (_input_param, "some input: a string or items"),
+    "FunctionCallOutputItemParam": (_non_empty("call_id", required=True), "an output names its call"),
+    "FunctionToolCall": (_non_empty("call_id", "name"), "a call has an id and a function name"),
+    "CustomToolCall": (_non_empty("call_id", "name"), "a call has an id and a tool name"),
+    "CustomToolCallOutput": (_non_empty("call_id"), "an output names its call"),
+    "ItemReferenceParam": (_non_empty("id"), "a reference names an item"),
+    "FunctionTool": (_non_empty("name"), "a tool has a name"),
+    "CustomToolParam": (_non_empty("name"), "a tool has a name"),
+    "ToolChoiceFunction": (_non_empty("name"), "names a tool"),
+    "ToolChoiceCustom": (_non_empty("name"), "names a tool"),
+    "InputImageContent": (_image_source, "an image has a URL or a file id"),
+}
 ERROR_STATUSES = {
     "400": "Invalid request (the envelope's `param` names the field)",
     "401": "No or invalid credential",
@@ -78,12 +259,99 @@ class ExternalOperation:
     security: tuple[str, ...] = ("ApiKeyAuth", "JwtAuth")  # alternatives
     errors: tuple[str, ...] = ("400", "401", "403", "404", "429")
     extra_errors: dict[str, str] = field(default_factory=dict)
+    # Components of ours the operation refers to (`#/components/schemas/<name>`), added as given.
+    components: dict[str, Any] = field(default_factory=dict)
+    # Parameter name -> JSON Schema keywords added to a mirrored parameter's schema: the bounds
+    # OpenAI states only in the description (`limit` "can range between 1 and 100").
+    parameter_bounds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @functools.cache
 def _vendored() -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(VENDORED.read_text())
     return loaded
+
+
+def _discriminator_values(node: dict[str, Any], prop: str) -> set[str] | None:
+    """The values of `prop` a (vendored) schema admits, following refs and unions; None if a
+    branch does not pin it."""
+    schemas = _vendored()["schemas"]
+    if "$ref" in node:
+        return _discriminator_values(schemas[node["$ref"].rsplit("/", 1)[1]], prop)
+    for keyword in ("oneOf", "anyOf"):
+        if keyword in node:
+            values: set[str] = set()
+            for branch in node[keyword]:
+                found = _discriminator_values(branch, prop)
+                if found is None:
+                    return None
+                values |= found
+            return values
+    for member in node.get("allOf", []):
+        found = _discriminator_values(member, prop)
+        if found:
+            return found
+    pinned = node.get("properties", {}).get(prop)
+    if isinstance(pinned, dict) and "$ref" in pinned:
+        pinned = schemas[pinned["$ref"].rsplit("/", 1)[1]]
+    if not isinstance(pinned, dict):
+        return None
+    if "const" in pinned:
+        return {pinned["const"]}
+    return set(pinned["enum"]) if "enum" in pinned else None
+
+
+def _map_discriminators(node: Any) -> None:
+    """Give every discriminator of a vendored schema its `mapping`, in place.
+
+    OpenAI's discriminators name no mapping, so OpenAPI tools look a value up as a component of
+    that name (`#/components/schemas/message`), which does not exist. Where each value belongs
+    to one branch, the mapping says which; where it cannot (a branch without a pinned value, or
+    a value two branches share), the discriminator is dropped and the `oneOf` alone decides,
+    through each branch's pinned `type`.
+    """
+    if isinstance(node, list):
+        for value in node:
+            _map_discriminators(value)
+        return
+    if not isinstance(node, dict):
+        return
+    discriminator = node.get("discriminator")
+    if isinstance(discriminator, dict) and "mapping" not in discriminator:
+        prop = discriminator["propertyName"]
+        mapping: dict[str, str] = {}
+        branches: list[dict[str, Any]] = node.get("oneOf") or node.get("anyOf") or []
+        for branch in branches:
+            values = _discriminator_values(branch, prop) if "$ref" in branch else None
+            if not values or values & mapping.keys():
+                mapping = {}
+                break
+            mapping.update(dict.fromkeys(sorted(values), branch["$ref"]))
+        if mapping:
+            discriminator["mapping"] = mapping
+        else:
+            del node["discriminator"]
+    for key, value in node.items():
+        if key != "discriminator":
+            _map_discriminators(value)
+
+
+def vendored_component(name: str) -> dict[str, Any]:
+    """A vendored component as the document serves it before any amendment of ours: OpenAI's,
+    with its discriminators mapped (_map_discriminators)."""
+    component: dict[str, Any] = copy.deepcopy(_vendored()["schemas"][name])
+    _map_discriminators(component)
+    return component
+
+
+def served_component(name: str) -> dict[str, Any]:
+    """A vendored component with our amendments (AMENDMENTS, NULLABLE_WHEN_EMPTY)."""
+    component = vendored_component(name)
+    for prop in NULLABLE_WHEN_EMPTY.get(name, ()):
+        component["properties"][prop]["type"] = [component["properties"][prop]["type"], "null"]
+    if name in AMENDMENTS:
+        AMENDMENTS[name][0](component)
+    return component
 
 
 def schema_refs(node: Any, found: set[str]) -> None:
@@ -115,6 +383,8 @@ def _operation(spec: ExternalOperation) -> dict[str, Any]:
         operation["description"] = spec.description
     if spec.parameters:
         operation["parameters"] = spec.parameters
+    for parameter in operation.get("parameters", []):
+        parameter["schema"].update(spec.parameter_bounds.get(parameter["name"], {}))
     if spec.request is not None:
         operation["requestBody"] = {
             "required": spec.request_required,
@@ -151,17 +421,18 @@ def add_external_operations(
         schema_refs(operation, needed)
         for name in spec.security:
             schemes.setdefault(name, SECURITY_SCHEMES[name])
-    vendored = _vendored()["schemas"]
+    for spec in external_operations():
+        for name, component in spec.components.items():
+            schemas.setdefault(name, copy.deepcopy(component))
+            schema_refs(component, needed)
     pending = {name for name in needed if name not in schemas}
     while pending:
         name = pending.pop()
         if name in schemas:
             continue
-        schemas[name] = copy.deepcopy(vendored[name])
-        for prop in NULLABLE_WHEN_EMPTY.get(name, ()):
-            schemas[name]["properties"][prop]["type"] = [schemas[name]["properties"][prop]["type"], "null"]
+        schemas[name] = served_component(name)
         found: set[str] = set()
-        schema_refs(vendored[name], found)
+        schema_refs(schemas[name], found)
         pending |= {ref for ref in found if ref not in schemas}
     _canonical_security_schemes(result)
     result["paths"] = dict(sorted(result.get("paths", {}).items()))

@@ -3,9 +3,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 
 from gateway import health, index, metrics
+from gateway.api import SchemaView
 
 handler400 = "gateway.errors.handler400"
 handler403 = "gateway.errors.handler403"
@@ -18,7 +19,7 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("v1/version", health.version, name="version"),
     path("metrics", metrics.metrics_view, name="metrics"),
-    path("api/schema", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema", SchemaView.as_view(), name="schema"),
     path("api/swagger", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/swagger/index.html", SpectacularSwaggerView.as_view(url_name="schema")),
     path(
@@ -27,7 +28,7 @@ urlpatterns = [
         name="redoc",
     ),
     # People type the documentation pages with a trailing slash (the API paths have none).
-    path("api/schema/", SpectacularAPIView.as_view()),
+    path("api/schema/", SchemaView.as_view()),
     path("api/swagger/", SpectacularSwaggerView.as_view(url_name="schema")),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema", template_name="gateway/redoc.html")),
     path("admin", RedirectView.as_view(url="/admin/")),

@@ -188,7 +188,8 @@ def _message(message: Any, param: str) -> None:
         return
     if "content" not in message:
         raise _missing(f"{param}.content")
-    _content(content, role, f"{param}.content")
+    if content is not None or role != "function":  # the deprecated function message may hold null
+        _content(content, role, f"{param}.content")
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
         if message.get("tool_call_id") is None:
             raise _missing(f"{param}.tool_call_id")
@@ -267,7 +268,8 @@ def _number(body: dict[str, Any], name: str, low: float | None, high: float | No
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
-        or (integer and not isinstance(value, int))
+        # JSON Schema's integer: 2.0 is one (and orjson reads integers beyond 64 bits as floats)
+        or (integer and isinstance(value, float) and not value.is_integer())
     ):
         raise _wrong_type(name, "an integer" if integer else "a number", value)
     kind = "integer" if integer else "decimal"

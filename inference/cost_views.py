@@ -51,12 +51,25 @@ class OrganizationCosts(APIView):
         operation_id="usageCosts",
         tags=["Administration"],
         parameters=[
-            OpenApiParameter("start_time", int, required=True, description="Unix seconds, inclusive."),
-            OpenApiParameter("end_time", int, description="Unix seconds, exclusive; default now."),
+            OpenApiParameter(
+                "start_time",
+                {"type": "integer", "minimum": 0},
+                required=True,
+                description="Unix seconds, inclusive.",
+            ),
+            OpenApiParameter(
+                "end_time",
+                {"type": "integer", "minimum": 0},
+                description="Unix seconds, exclusive; default now.",
+            ),
             OpenApiParameter("bucket_width", str, enum=["1d"], description="1d only, as OpenAI's"),
             OpenApiParameter("group_by", str, many=True, enum=list(costs.COST_GROUP_FIELDS)),
             OpenApiParameter("project_ids", str, many=True),
-            OpenApiParameter("limit", int, description="buckets per page, 1-180, default 7"),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": costs.COST_LIMITS[1]},
+                description="buckets per page, 1-180, default 7",
+            ),
             OpenApiParameter("page", str, description="next_page of the previous answer"),
         ],
         responses={200: CostPageOut, **ERROR_RESPONSES},

@@ -50,7 +50,7 @@ def budget_nanos(cost: Decimal, currency: str) -> int:
 
 DAY = 86400
 COST_GROUP_FIELDS = ("project_id", "line_item")
-_COST_LIMITS = (7, 180)  # buckets per page: OpenAI's default and maximum
+COST_LIMITS = (7, 180)  # buckets per page: OpenAI's default and maximum
 _MAX_RANGE_DAYS = 3 * 366
 
 
@@ -80,8 +80,8 @@ class CostQuery:
                 raise InvalidRequest(
                     f"group_by accepts {', '.join(COST_GROUP_FIELDS)}; not '{field}'.", param="group_by"
                 )
-        if self.limit is not None and not 1 <= self.limit <= _COST_LIMITS[1]:
-            raise InvalidRequest(f"limit must be between 1 and {_COST_LIMITS[1]}.", param="limit")
+        if self.limit is not None and not 1 <= self.limit <= COST_LIMITS[1]:
+            raise InvalidRequest(f"limit must be between 1 and {COST_LIMITS[1]}.", param="limit")
         return replace(self, end_time=end)
 
 
@@ -103,7 +103,7 @@ def costs_report(*, organization_id: int, query: CostQuery, now: int) -> dict[st
         if not raw.isdigit() or int(raw) < first or (int(raw) - first) % DAY:
             raise InvalidRequest("page is not a cursor from a previous answer's next_page.", param="page")
         start = int(raw)
-    limit = query.limit or _COST_LIMITS[0]
+    limit = query.limit or COST_LIMITS[0]
     count = max(0, min(limit, -(-(end - start) // DAY)))
     page = [start + index * DAY for index in range(count)]
     after = start + count * DAY

@@ -109,8 +109,14 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _whole(value: Any) -> bool:
+    """A number without a fraction (JSON Schema's integer): orjson reads integers beyond 64 bits
+    as floats."""
+    return type(value) is int or (type(value) is float and value.is_integer())
+
+
 def _is_tokens(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(type(item) is int and item >= 0 for item in value)
+    return isinstance(value, list) and bool(value) and all(_whole(item) and item >= 0 for item in value)
 
 
 def _check_input(value: Any, param: str, *, allow_empty_string: bool) -> None:
@@ -159,7 +165,7 @@ def parse_embeddings_request(raw: bytes) -> dict[str, Any]:
             "encoding_format must be 'float' or 'base64'.", param="encoding_format", code="invalid_value"
         )
     dimensions = body.get("dimensions")
-    if dimensions is not None and (type(dimensions) is not int or dimensions < 1):
+    if dimensions is not None and (not _whole(dimensions) or dimensions < 1):
         raise errors.InvalidRequest(
             "dimensions must be a positive integer.", param="dimensions", code="invalid_value"
         )
@@ -182,7 +188,7 @@ def parse_completions_request(raw: bytes) -> dict[str, Any]:
             "stream_options must be an object.", param="stream_options", code="invalid_type"
         )
     logprobs = body.get("logprobs")
-    if logprobs is not None and (type(logprobs) is not int or not 0 <= logprobs <= 5):
+    if logprobs is not None and (not _whole(logprobs) or not 0 <= logprobs <= 5):
         raise errors.InvalidRequest(
             "logprobs must be an integer between 0 and 5.", param="logprobs", code="invalid_value"
         )

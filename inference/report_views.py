@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import AdminAuthentication, principal_of
-from gateway.api import ERROR_RESPONSES
+from gateway.api import ERROR_RESPONSES, query_flag
 from gateway.errors import Forbidden, InvalidRequest, NotFound
 from inference import reports
 from organizations import selectors as org_selectors
@@ -58,9 +58,10 @@ class UsagePageOut(serializers.Serializer[Any]):
     next_page = serializers.CharField(allow_null=True)
 
 
+_UNIX_SECONDS = {"type": "integer", "minimum": 0}
 _PARAMETERS = [
-    OpenApiParameter("start_time", int, required=True, description="Unix seconds, inclusive."),
-    OpenApiParameter("end_time", int, description="Unix seconds, exclusive; default now."),
+    OpenApiParameter("start_time", _UNIX_SECONDS, required=True, description="Unix seconds, inclusive."),
+    OpenApiParameter("end_time", _UNIX_SECONDS, description="Unix seconds, exclusive; default now."),
     OpenApiParameter("bucket_width", str, enum=["1m", "1h", "1d"], description="default 1d"),
     OpenApiParameter("group_by", str, many=True, enum=list(reports.GROUP_FIELDS)),
     OpenApiParameter("project_ids", str, many=True),
@@ -68,7 +69,15 @@ _PARAMETERS = [
     OpenApiParameter("api_key_ids", str, many=True),
     OpenApiParameter("models", str, many=True),
     OpenApiParameter("batch", bool),
-    OpenApiParameter("limit", int, description="buckets per page: 1m 60 (max 1440), 1h 24 (168), 1d 7 (31)"),
+    OpenApiParameter(
+        "limit",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": max(maximum for _, maximum in reports.BUCKET_LIMITS.values()),
+        },
+        description="buckets per page: 1m 60 (max 1440), 1h 24 (168), 1d 7 (31)",
+    ),
     OpenApiParameter("page", str, description="next_page of the previous answer"),
 ]
 
@@ -102,15 +111,6 @@ def _int(request: Request, name: str, *, required: bool = False) -> int | None:
         raise InvalidRequest(f"{name} must be an integer.", param=name) from None
 
 
-def _bool(request: Request, name: str) -> bool | None:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return None
-    if str(raw).lower() not in ("true", "false", "1", "0"):
-        raise InvalidRequest(f"{name} must be true or false.", param=name)
-    return str(raw).lower() in ("true", "1")
-
-
 def _query(request: Request) -> reports.UsageQuery:
     start = _int(request, "start_time", required=True)
     assert start is not None  # noqa: S101 -- required above
@@ -123,7 +123,7 @@ def _query(request: Request) -> reports.UsageQuery:
         user_ids=_list(request, "user_ids"),
         api_key_ids=_list(request, "api_key_ids"),
         models=_list(request, "models"),
-        batch=_bool(request, "batch"),
+        batch=query_flag(request.query_params, "batch"),
         limit=_int(request, "limit"),
         page=request.query_params.get("page") or None,
     )

@@ -1,22 +1,20 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
 
+from gateway.api import AmountField, StrictIn
 from inference.models import ModelPrice, Provider
 
 
-class ModelPriceIn(serializers.Serializer[Any]):
+class ModelPriceIn(StrictIn):
     model = serializers.CharField(
         max_length=300, help_text='A model id, or "*" for the provider\'s other models.'
     )
-    input_per_million = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=Decimal(0))
-    cached_input_per_million = serializers.DecimalField(
-        max_digits=14, decimal_places=6, min_value=Decimal(0), required=False
-    )
-    output_per_million = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=Decimal(0))
+    input_per_million = AmountField(max_digits=14, decimal_places=6)
+    cached_input_per_million = AmountField(max_digits=14, decimal_places=6, required=False)
+    output_per_million = AmountField(max_digits=14, decimal_places=6)
     currency = serializers.RegexField(r"^[a-z]{3}$", required=False, default="usd")
 
 
@@ -30,7 +28,7 @@ class ModelPriceOut(serializers.Serializer[ModelPrice]):
     currency = serializers.CharField()
 
 
-class ProviderCreateIn(serializers.Serializer[Any]):
+class ProviderCreateIn(StrictIn):
     name = serializers.CharField(max_length=200)
     base_url = serializers.URLField(max_length=500)
     api_key = serializers.CharField(required=False, allow_blank=True, max_length=4000, write_only=True)
@@ -47,12 +45,6 @@ class ProviderCreateIn(serializers.Serializer[Any]):
         required=False,
         help_text="Replaces the provider's prices (per million tokens). Usage rows keep the price of their time.",
     )
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError({sorted(unknown)[0]: "Unknown field."})
-        return attrs
 
 
 class ProviderUpdateIn(ProviderCreateIn):

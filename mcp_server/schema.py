@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
 from gateway.schema import ExternalOperation
 
 _DESCRIPTION = (
@@ -35,22 +37,30 @@ _JSONRPC: dict[str, Any] = {
     },
     "required": ["jsonrpc", "method"],
 }
-_HEADERS = [
-    {
-        "name": "MCP-Protocol-Version",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "examples": ["2025-11-25", "2026-07-28"]},
-        "description": "The negotiated revision; 2026-07-28 requests are stateless.",
-    },
-    {
-        "name": "Mcp-Session-Id",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": "2025-11-25 only: the session id returned by `initialize`.",
-    },
-]
+# The revisions with a session (initialize, a GET stream, DELETE), then the stateless ones.
+SESSION_REVISIONS = list(HANDSHAKE_PROTOCOL_VERSIONS)
+STATELESS_REVISIONS = list(MODERN_PROTOCOL_VERSIONS)
+
+
+def _headers(revisions: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "MCP-Protocol-Version",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "enum": revisions},
+            "description": "The negotiated revision; 2026-07-28 requests are stateless.",
+        },
+        {
+            "name": "Mcp-Session-Id",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "2025-11-25 only: the session id returned by `initialize`.",
+        },
+    ]
+
+
 _ANSWER = {
     "200": {
         "description": "The JSON-RPC response (a `subscriptions/listen` answer is an event stream)",
@@ -113,7 +123,7 @@ def _operations(path: str, suffix: str) -> list[ExternalOperation]:
             description=_DESCRIPTION,
             request=_JSONRPC,
             responses={**_ANSWER, **_POST_REFUSALS},
-            parameters=_HEADERS,
+            parameters=_headers(SESSION_REVISIONS + STATELESS_REVISIONS),
             errors=("401", "403"),
             extra_errors={"421": "Host is not allowed"},
         ),
@@ -131,7 +141,7 @@ def _operations(path: str, suffix: str) -> list[ExternalOperation]:
                 },
                 **_REFUSALS,
             },
-            parameters=_HEADERS,
+            parameters=_headers(SESSION_REVISIONS),
             errors=("401", "403"),
         ),
         ExternalOperation(
@@ -141,7 +151,7 @@ def _operations(path: str, suffix: str) -> list[ExternalOperation]:
             tag="MCP",
             summary="End the session (2025-11-25)",
             responses={"200": {"description": "The session and its subscriptions are gone"}, **_REFUSALS},
-            parameters=_HEADERS,
+            parameters=_headers(SESSION_REVISIONS),
             errors=("401", "403"),
         ),
     ]

@@ -11,29 +11,23 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from gateway.api import parse
+from gateway.api import AmountField, StrictIn, parse
 from organizations import budgets
 from organizations.models import ApiKey, Project
 from organizations.services.budgets import api_key_budget_set, project_budget_set
 from organizations.views import AdminViewSet, admin_op, project_key_visible
 
 
-def _amount(help_text: str) -> serializers.DecimalField:
-    return serializers.DecimalField(
-        max_digits=14,
-        decimal_places=4,
-        min_value=Decimal(0),
-        allow_null=True,
-        required=False,
-        help_text=help_text,
-    )
+def _amount(help_text: str) -> AmountField:
+    return AmountField(max_digits=14, decimal_places=4, allow_null=True, required=False, help_text=help_text)
 
 
-class BudgetUpdateIn(serializers.Serializer[Any]):
+class BudgetUpdateIn(StrictIn):
     monthly_budget = _amount(
         "Hard limit: calls answer 429 insufficient_quota once the month's spend reaches it."
     )
@@ -41,13 +35,9 @@ class BudgetUpdateIn(serializers.Serializer[Any]):
         "Soft limit: the organization owners get one e-mail a month when it is reached."
     )
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError({sorted(unknown)[0]: "Unknown field."})
-        return attrs
 
-
+# One object, though a `list` action serves it (the router's route for a resource without an id).
+@extend_schema_serializer(many=False)
 class BudgetOut(serializers.Serializer[Any]):
     object = serializers.CharField()
     id = serializers.CharField(help_text="The project's or the key's id.")

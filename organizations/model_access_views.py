@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from gateway.api import parse
+from gateway.api import StrictIn, parse
 from organizations.models import ApiKey, Project
 from organizations.services.model_access import api_key_model_access_set, project_model_access_set
 from organizations.views import AdminViewSet, admin_op, project_key_visible
@@ -22,10 +23,12 @@ from organizations.views import AdminViewSet, admin_op, project_key_visible
 _HELP = "Model ids or glob patterns (`gpt-4o*`, `meta-llama/*`); an empty list allows every model."
 
 
-class ModelAccessUpdateIn(serializers.Serializer[Any]):
+class ModelAccessUpdateIn(StrictIn):
     allowed_models = serializers.ListField(child=serializers.CharField(max_length=300), help_text=_HELP)
 
 
+# One object each, though a `list` action serves it (the router's route for a resource without an id).
+@extend_schema_serializer(many=False)
 class ProjectModelAccessOut(serializers.Serializer[Project]):
     object = serializers.SerializerMethodField()
     project_id = serializers.CharField(source="public_id")
@@ -35,6 +38,7 @@ class ProjectModelAccessOut(serializers.Serializer[Project]):
         return "project.model_access"
 
 
+@extend_schema_serializer(many=False)
 class ApiKeyModelAccessOut(serializers.Serializer[ApiKey]):
     object = serializers.SerializerMethodField()
     api_key_id = serializers.CharField(source="public_id")

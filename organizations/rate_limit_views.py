@@ -30,7 +30,9 @@ from organizations.serializers import (
 from organizations.views import AdminViewSet, _deleted, admin_op
 
 _LIST_PARAMETERS = [
-    OpenApiParameter("limit", int, description="1-100, default 100"),
+    OpenApiParameter(
+        "limit", {"type": "integer", "minimum": 1, "maximum": 100}, description="1-100, default 100"
+    ),
     OpenApiParameter("after", str, description="a rate limit id: list those after it"),
     OpenApiParameter("before", str, description="a rate limit id: list those before it"),
 ]
@@ -71,6 +73,15 @@ def _model_of(rate_limit_id: str) -> str:
     return rate_limit_id.removeprefix("rl_")
 
 
+_RATE_LIMIT_ID = OpenApiParameter(
+    "rate_limit_id",
+    str,
+    OpenApiParameter.PATH,
+    pattern=r"^rl_.+$",
+    description="`rl_` and a model id (which may hold slashes), or `rl_*` for all models.",
+)
+
+
 class ProjectRateLimitViewSet(AdminViewSet):
     lookup_url_kwarg = "rate_limit_id"
     lookup_value_converter = "path"  # `rl_` and a model id, which may hold slashes
@@ -88,6 +99,7 @@ class ProjectRateLimitViewSet(AdminViewSet):
     @admin_op(
         "retrieveProjectRateLimit",
         implied_operation_id="retrieveProjectRateLimitOfCallerOrganization",
+        parameters=[_RATE_LIMIT_ID],
         responses={200: ProjectRateLimitOut},
     )
     def retrieve(
@@ -99,6 +111,7 @@ class ProjectRateLimitViewSet(AdminViewSet):
     @admin_op(
         "updateProjectRateLimits",
         implied_operation_id="updateProjectRateLimitsOfCallerOrganization",
+        parameters=[_RATE_LIMIT_ID],
         request=RateLimitUpdateIn,
         responses={200: ProjectRateLimitOut},
         description="Creates the model's limits when it has none yet. Organization owners only.",
@@ -116,6 +129,7 @@ class ProjectRateLimitViewSet(AdminViewSet):
     @admin_op(
         "deleteProjectRateLimit",
         implied_operation_id="deleteProjectRateLimitOfCallerOrganization",
+        parameters=[_RATE_LIMIT_ID],
         responses={200: AdminObjectDeletedOut},
         description="Removes the model's limits. Organization owners only.",
     )

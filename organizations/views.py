@@ -35,7 +35,7 @@ from rest_framework.viewsets import ViewSet
 from accounts import selectors as account_selectors
 from accounts.auth import Principal
 from accounts.authentication import AdminAuthentication, principal_of
-from gateway.api import ERROR_RESPONSES, parse
+from gateway.api import ERROR_RESPONSES, parse, query_flag
 from gateway.errors import Forbidden, InvalidRequest, NotFound
 from gateway.pagination import page_params, paginate
 from organizations import selectors, services
@@ -205,7 +205,9 @@ def _expires_at(data: dict[str, Any]) -> datetime | None:
 # --- Schema helpers --------------------------------------------------------------------------
 
 PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description="1-100, default 20"),
+    OpenApiParameter(
+        "limit", {"type": "integer", "minimum": 1, "maximum": 100}, description="1-100, default 20"
+    ),
     OpenApiParameter("order", str, enum=["asc", "desc"]),
     OpenApiParameter("after", str, description="cursor: the id of the last object of the previous page"),
 ]
@@ -439,7 +441,7 @@ class ProjectViewSet(AdminViewSet):
         parameters=[*PAGE_PARAMETERS, OpenApiParameter("include_archived", bool)],
     )
     def list(self, request: Request, org_id: str | None = None) -> Response:
-        include_archived = request.query_params.get("include_archived", "false").lower() in ("true", "1")
+        include_archived = bool(query_flag(request.query_params, "include_archived"))
         projects = selectors.project_list_admin(
             organization_id=self.scope.organization.pk,
             include_archived=include_archived,
@@ -819,7 +821,11 @@ class ServiceAccountViewSet(AdminViewSet):
     def create(self, request: Request, project_id: str, org_id: str | None = None) -> Response:
         self.project.require_manage()
         if self.project.project.status != Project.Status.ACTIVE:
-            raise InvalidRequest("An archived project cannot get new service accounts.", param="project_id")
+            raise InvalidRequest(
+                "An archived project cannot get new service accounts.",
+                param="project_id",
+                code="project_archived",
+            )
         data = parse(ServiceAccountCreateIn, request.data)
         account, key, raw = services.service_account_create(
             project=self.project.project, name=data["name"], actor=self.scope.actor

@@ -45,6 +45,7 @@ OPERATIONS = [
             "The stored response. With `stream=true` (background responses only) its events after "
             "`starting_after` are replayed, then followed live until the run ends."
         ),
+        parameter_bounds={"starting_after": {"minimum": 0}},
     ),
     ExternalOperation(
         path="/v1/responses/{response_id}",
@@ -77,5 +78,6 @@ OPERATIONS = [
         tag=TAG,
         summary="List a response's input items",
         description="This response's own input items, newest first by default (`order`, `limit`, `after`, `before`).",
+        parameter_bounds={"limit": {"minimum": 1, "maximum": 100}},
     ),
 ]

@@ -21,6 +21,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.auth import Principal, aprincipal_from_request
 from gateway import errors
+from gateway.api import query_flag
 from gateway.background import fire_and_forget, run_sync
 from gateway.pagination import page_params
 from gateway.parsers import json_value, request_body
@@ -167,7 +168,7 @@ def _starting_after(request: HttpRequest) -> int:
         value = int(str(raw))
     except ValueError:
         raise errors.InvalidRequest("starting_after must be an integer.", param="starting_after") from None
-    if value < -1:
+    if value < 0:
         raise errors.InvalidRequest("starting_after must be 0 or more.", param="starting_after")
     return value
 
@@ -178,7 +179,8 @@ async def response_detail(request: HttpRequest, response_id: str) -> HttpRespons
     if request.method == "DELETE":
         await run_sync(services.response_delete, principal=principal, response_id=response_id)
         return _json({"id": response_id, "object": "response", "deleted": True})
-    if request.GET.get("stream") in ("true", "1", "True"):
+    query_flag(request.GET, "include_obfuscation")  # accepted (the gateway never obfuscates)
+    if query_flag(request.GET, "stream"):
         after = _starting_after(request)
         row = await run_sync(services.response_get_for_stream, principal=principal, response_id=response_id)
         return _sse(_follow(row, after))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import InvalidRequest
+from gateway.parsers import refuse_null_characters
 from inference.chat_validation import MAX_SCHEMA_DEPTH, nesting_exceeds
 
 ROLES = ("user", "assistant", "system", "developer")
@@ -32,7 +33,7 @@ WEB_SEARCH_TOOL_TYPES = (
     "web_search_preview",
     "web_search_preview_2025_03_11",
 )
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 MAX_METADATA_PAIRS = 16
 # A tool's parameter schema may nest as deep as the chat check allows, plus the levels around it.
 MAX_BODY_DEPTH = MAX_SCHEMA_DEPTH + 8
@@ -109,8 +110,10 @@ def _integer(body: dict[str, Any], name: str, low: int, high: int | None = None)
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    # JSON Schema's integer: 2.0 is one (and orjson reads integers beyond 64 bits as floats).
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
         raise _bad(f"{name} must be an integer.", name, "invalid_type")
+    value = int(value)
     if value < low or (high is not None and value > high):
         limit = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise _bad(f"{name} must be {limit}; got {value}.", name)
@@ -193,7 +196,7 @@ def _input(body: dict[str, Any]) -> list[dict[str, Any]]:
     if value is None:
         raise _bad("you must provide an input parameter", "input", "missing_required_parameter")
     if isinstance(value, str):
-        if not value.strip():
+        if not value:
             raise _bad("input must not be empty.", "input")
         return [{"type": "message", "role": "user", "content": value}]
     if not isinstance(value, list) or not value:
@@ -226,7 +229,7 @@ def _callable_tool(
     if not isinstance(name, str) or not name:
         raise _bad(f"A {kind} tool needs a `name`.", f"{where}.name", "missing_required_parameter")
     if (namespace, name) in seen:
-        raise _bad(f"Duplicate tool name '{name}'.", f"{where}.name")
+        raise _bad(f"Duplicate tool name '{name}'.", f"{where}.name", "duplicate_tool")
     seen.add((namespace, name))
     description = tool.get("description")
     if description is not None and not isinstance(description, str):
@@ -301,7 +304,7 @@ def _tools(body: dict[str, Any], request: CreateRequest) -> None:
             _namespace(tool, where, request, seen)
         elif kind in WEB_SEARCH_TOOL_TYPES:
             if request.web_search is not None:
-                raise _bad("Only one web_search tool may be given.", where)
+                raise _bad("Only one web_search tool may be given.", where, "duplicate_tool")
             access = tool.get("external_web_access", True)
             if not isinstance(access, bool):
                 raise _bad(
@@ -320,7 +323,11 @@ def _tools(body: dict[str, Any], request: CreateRequest) -> None:
             raise _bad(f"Unsupported tool type '{kind}'.", f"{where}.type")
     clash = {name for namespace, name in seen if namespace is None} & set(RESERVED_FUNCTION_NAMES)
     if request.web_search is not None and clash:
-        raise _bad(f"The function name '{clash.pop()}' is reserved by the web_search tool.", "tools")
+        raise _bad(
+            f"The function name '{clash.pop()}' is reserved by the web_search tool.",
+            "tools",
+            "duplicate_tool",
+        )
 
 
 def _named_tool(request: CreateRequest, kind: str, name: Any, param: str) -> str:
@@ -328,7 +335,7 @@ def _named_tool(request: CreateRequest, kind: str, name: Any, param: str) -> str
     for chat_name, route in request.tool_routes.items():
         if route["type"] == kind and route["name"] == name:
             return chat_name
-    raise _bad(f"tool_choice names an unknown {kind} tool '{name}'.", param)
+    raise _bad(f"tool_choice names an unknown {kind} tool '{name}'.", param, "unknown_tool")
 
 
 def _tool_choice(body: dict[str, Any], request: CreateRequest) -> None:
@@ -344,7 +351,11 @@ def _tool_choice(body: dict[str, Any], request: CreateRequest) -> None:
             _named_tool(request, kind, choice.get("name"), "tool_choice.name")
         elif kind in WEB_SEARCH_TOOL_TYPES:
             if request.web_search is None:
-                raise _bad("tool_choice asks for web search but no web_search tool is given.", "tool_choice")
+                raise _bad(
+                    "tool_choice asks for web search but no web_search tool is given.",
+                    "tool_choice",
+                    "unknown_tool",
+                )
         elif kind == "allowed_tools":
             if choice.get("mode") not in ("auto", "required"):
                 raise _bad("allowed_tools.mode must be auto or required.", "tool_choice.mode")
@@ -425,6 +436,7 @@ def parse_create(body: Any) -> CreateRequest:
         raise InvalidRequest(
             f"The request body is nested deeper than {MAX_BODY_DEPTH} levels.", code="invalid_json"
         )
+    refuse_null_characters(body)  # the request is stored (and its items may join a conversation)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("you must provide a model parameter", "model", "missing_required_parameter")

@@ -72,7 +72,9 @@ def api_key_create(
     audit log and an archived project is refused. Without one (the tenancy bootstrap, operator
     commands, the admin site) neither happens, as before these were one service."""
     if actor is not None and project is not None and project.status != Project.Status.ACTIVE:
-        raise InvalidRequest("An archived project cannot get new keys.", param="project_id")
+        raise InvalidRequest(
+            "An archived project cannot get new keys.", param="project_id", code="project_archived"
+        )
     if key_type not in ApiKey.Type.values:
         raise InvalidRequest(f"Unknown key type '{key_type}'.", param="type")
     expiry = api_key_expiry(key_type=key_type, expires_in=expires_in, expires_at=expires_at)
