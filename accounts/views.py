@@ -157,8 +157,12 @@ class GoogleTestCallbackView(APIView):
         tags=TAGS,
         summary="Development only: a curl command that completes the Google callback",
         parameters=[
-            OpenApiParameter("code", OpenApiTypes.STR, OpenApiParameter.QUERY, required=True),
-            OpenApiParameter("state", OpenApiTypes.STR, OpenApiParameter.QUERY, required=True),
+            OpenApiParameter(
+                "code", {"type": "string", "minLength": 1}, OpenApiParameter.QUERY, required=True
+            ),
+            OpenApiParameter(
+                "state", {"type": "string", "minLength": 1}, OpenApiParameter.QUERY, required=True
+            ),
         ],
         responses={(200, "text/plain"): OpenApiTypes.STR, **ERROR_RESPONSES},
     )

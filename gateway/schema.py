@@ -72,6 +72,12 @@ def _token_ids(variants: list[dict[str, Any]]) -> None:
     variants[3]["items"]["items"]["minimum"] = 0
 
 
+def _chat_request(component: dict[str, Any]) -> None:
+    properties = next(part["properties"] for part in component["allOf"] if "properties" in part)
+    for name in ("max_tokens", "max_completion_tokens"):
+        properties[name]["minimum"] = 1  # OpenAI's answer to 0: "integer below minimum value"
+
+
 def _completion_request(component: dict[str, Any]) -> None:
     properties = component["properties"]
     _named_model(properties["model"])
@@ -206,6 +212,7 @@ AMENDMENTS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "16 pairs, keys up to 64 and values up to 512 characters, as its description says",
     ),
     "ModelIdsShared": (_named_model, "a model id is not empty (400 'you must provide a model parameter')"),
+    "CreateChatCompletionRequest": (_chat_request, "at least one token to generate"),
     "CreateCompletionRequest": (_completion_request, "a model id, a prompt that is not null, token ids"),
     "CreateEmbeddingRequest": (
         _embedding_request,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -13,6 +14,7 @@ from inference.models import Provider
 from inference.registry import registry
 from inference.tests.fake_upstream import FakeUpstream
 from organizations.tests.factories import make_api_key
+from tests.fakes.google_idp import FakeGoogleIdP
 from tests.fakes.serper import FakeSerper, StaticSite
 from tests.live_server import LiveGateway
 
@@ -107,3 +109,28 @@ def site() -> Iterator[StaticSite]:
     static = StaticSite().start()
     yield static
     static.stop()
+
+
+# --- The fake Google identity provider -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _google_idp_server() -> Iterator[FakeGoogleIdP]:
+    idp = FakeGoogleIdP().start()
+    yield idp
+    idp.stop()
+
+
+@pytest.fixture
+def google_idp(_google_idp_server: FakeGoogleIdP, settings: Any) -> FakeGoogleIdP:
+    """The fake provider, reset, with the gateway's OAUTH2_GOOGLE_* settings pointed at it."""
+    idp = _google_idp_server
+    idp.reset()
+    settings.OAUTH2_GOOGLE_CLIENT_ID = idp.client_id
+    settings.OAUTH2_GOOGLE_CLIENT_SECRET = idp.client_secret
+    settings.OAUTH2_GOOGLE_REDIRECT_URL = idp.redirect_uri
+    settings.OAUTH2_GOOGLE_AUTHORIZE_URL = idp.authorize_url
+    settings.OAUTH2_GOOGLE_TOKEN_URL = idp.token_url
+    settings.OAUTH2_GOOGLE_CERTS_URL = idp.certs_url
+    settings.OAUTH2_GOOGLE_ISSUER = idp.issuer
+    return idp

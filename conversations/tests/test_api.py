@@ -181,6 +181,72 @@ def test_items_bad_input(live_gateway: LiveGateway, project_key) -> None:  # typ
     assert Item.objects.count() == 0
 
 
+def test_items_the_document_refuses_are_refused(live_gateway: LiveGateway, project_key) -> None:  # type: ignore[no-untyped-def]
+    """Found by Schemathesis (gateway/tests/test_schemathesis.py): each was stored, or a 500."""
+    text = {"type": "output_text", "text": "hi"}
+    cases = [
+        ({"items": {}}, "items", "invalid_type"),
+        ({"items": [{"role": "user", "content": "a\u0000b"}]}, "items[0].content", "invalid_value"),
+        ({"metadata": {"k\u0000": "v"}}, "metadata", "invalid_value"),
+        ({"items": [{"role": "user", "content": "x", "id": 5}]}, "items[0].id", "invalid_type"),
+        (
+            {"items": [{"role": "assistant", "content": [{**text, "annotations": [{"type": {}}]}]}]},
+            "items[0].content[0].annotations[0].type",
+            "invalid_value",
+        ),
+        (
+            {"items": [{"role": "assistant", "content": [{**text, "logprobs": [{"token": "t"}]}]}]},
+            "items[0].content[0].logprobs[0].logprob",
+            "invalid_type",
+        ),
+        (
+            {"items": [{"role": "user", "content": [{"type": "input_image", "image_url": "not a url"}]}]},
+            "items[0].content[0].image_url",
+            "invalid_url",
+        ),
+        (
+            {
+                "items": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_image", "image_url": "https://a.b/c.png", "detail": 0}],
+                    }
+                ]
+            },
+            "items[0].content[0].detail",
+            "invalid_value",
+        ),
+    ]
+    with _http(live_gateway, project_key[1]) as client:
+        for body, param, code in cases:
+            response = client.post("/conversations", json=body)
+            assert response.status_code == 400, (body, response.text)
+            assert (response.json()["error"]["param"], response.json()["error"]["code"]) == (param, code), (
+                body
+            )
+        # What the document allows is stored: a reasoning item without a summary, a data URL, big
+        # token ids (orjson reads integers beyond 64 bits as floats: JSON Schema's integer all the same).
+        logprob = {"token": "t", "logprob": -0.5, "bytes": [2**70], "top_logprobs": []}
+        stored = client.post(
+            "/conversations",
+            json={
+                "items": [
+                    {"type": "reasoning"},
+                    {
+                        "role": "user",
+                        "content": [{"type": "input_image", "image_url": "data:image/png;base64,iVBO"}],
+                    },
+                    {"role": "assistant", "content": [{**text, "annotations": [], "logprobs": [logprob]}]},
+                ]
+            },
+        )
+        assert stored.status_code == 200, stored.text
+        items = client.get(f"/conversations/{stored.json()['id']}/items", params={"order": "asc"}).json()
+        assert_valid("ConversationItemList", items)
+        assert items["data"][0]["summary"] == []
+    assert Conversation.objects.count() == 1
+
+
 def test_jan_list_title_and_patch(live_gateway: LiveGateway, project_key) -> None:  # type: ignore[no-untyped-def]
     with _http(live_gateway, project_key[1]) as client:
         first = client.post("/conversations", json={"title": "First"}).json()

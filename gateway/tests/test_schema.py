@@ -72,3 +72,47 @@ def test_mirrored_operations_use_openais_shapes(schema: dict[str, Any]) -> None:
     answers = chat["responses"]["200"]["content"]
     assert set(answers) == {"application/json", "text/event-stream"}
     assert "CreateChatCompletionStreamResponse" in schema["components"]["schemas"]
+
+
+def _nodes(node: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict):
+            found.append(current)
+            pending.extend(current.values())
+        elif isinstance(current, list):
+            pending.extend(current)
+    return found
+
+
+def test_every_discriminator_maps_its_values_to_components(schema: dict[str, Any]) -> None:
+    """OpenAI's discriminators name no mapping, so tools looked `reasoning` up as a component of
+    that name; gateway.schema maps each (or drops it where a value belongs to two branches)."""
+    components = schema["components"]["schemas"]
+    discriminated = [node for node in _nodes(schema) if isinstance(node.get("discriminator"), dict)]
+    assert discriminated
+    for node in discriminated:
+        mapping = node["discriminator"].get("mapping")
+        assert mapping, node["discriminator"]
+        for target in mapping.values():
+            assert target.rsplit("/", 1)[1] in components, target
+
+
+def test_strict_inputs_document_that_they_refuse_unknown_fields(schema: dict[str, Any]) -> None:
+    from gateway.api import StrictIn
+
+    components = schema["components"]["schemas"]
+    strict = {cls.__name__ for cls in _subclasses(StrictIn) if not cls.__name__.startswith("_")}
+    documented = {name.removesuffix("Request") for name in components} & strict
+    assert documented, "no StrictIn component found: the walk is broken"
+    for name in documented:
+        assert components[f"{name}Request"]["additionalProperties"] is False, name
+
+
+def _subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found

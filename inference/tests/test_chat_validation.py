@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.errors import InvalidRequest
 from inference.chat_validation import check_chat_request, nesting_exceeds
 from inference.models import Provider
 from inference.tests.fake_upstream import FakeUpstream
@@ -186,3 +187,19 @@ def test_deep_schema_is_refused_and_depth_is_measured_without_recursion() -> Non
     with pytest.raises(Exception, match="nested deeper") as caught:
         check_chat_request({"model": "m", "messages": [USER], "tools": [tool]})
     assert caught.value.param == "tools[0].function.parameters"  # type: ignore[attr-defined]
+
+
+def test_what_openais_spec_allows_passes() -> None:
+    """Found by Schemathesis: JSON Schema's integer includes 2.0 (and orjson reads integers beyond
+    64 bits as floats); the deprecated function message may hold null content."""
+    check_chat_request(
+        {
+            "messages": [USER, {"role": "function", "name": "f", "content": None}],
+            "max_tokens": 4.0,
+            "n": 2.0,
+            "seed": 2.0**70,
+        }
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        check_chat_request({"messages": [USER], "max_tokens": 4.5})
+    assert refused.value.param == "max_tokens"

@@ -357,6 +357,24 @@ def test_project_key_delete_revokes(cast: dict[str, Any], django_capture_on_comm
         ),
         ("/v1/organization/{org}/projects/{project}/api_keys", {"expires_in": "soon"}, "expires_in"),
         ("/v1/organization/{org}/projects/{project}/api_keys", {"type": "service"}, "service_account_id"),
+        # Found by Schemathesis (gateway/tests/test_schemathesis.py): accepted before, or stored wrongly.
+        (
+            "/v1/organization/{org}/projects/{project}/model_access",
+            {"allowed_models": [0]},
+            "allowed_models.0",
+        ),
+        ("/v1/organization/{org}/projects/{project}/budget", {"monthly_budget": ""}, "monthly_budget"),
+        ("/v1/organization/{org}/projects/{project}/budget", {"monthly_budget": "1e3"}, "monthly_budget"),
+        ("/v1/organization/{org}/projects/{project}/budget", {"monthly_budget": True}, "monthly_budget"),
+        ("/v1/organization/{org}/projects/{project}/budget", {"spend": 1}, "spend"),
+        ("/v1/organization/{org}/projects/{project}/rate_limits/rl_*", {"max_rpm": 1}, "max_rpm"),
+        ("/v1/organization/{org}/projects/{project}/rate_limits/rl_", {}, "rate_limit_id"),
+        (
+            "/v1/organization/{org}/projects/{project}/users",
+            {"email": "a@example.com", "user_id": "x"},
+            "user_id",
+        ),
+        ("/v1/organization/{org}/api_keys", {"expires_in": 60, "expires_at": 4102444800}, "expires_in"),
     ],
 )
 def test_bad_input_is_400_with_param(cast: dict[str, Any], path: str, body: Any, param: str) -> None:
@@ -394,6 +412,33 @@ def test_bad_list_parameters(cast: dict[str, Any]) -> None:
     assert edge.status_code == 200, edge.content
     edge = call("get", f"/v1/organization/{org}/audit_logs?effective_at[gt]=253402300799", token)
     assert edge.status_code == 200, edge.content
+    # A boolean is true or false (1/0): "null" read as false before.
+    response = call("get", f"/v1/organization/{org}/projects?include_archived=null", token)
+    assert (response.status_code, response.json()["error"]["param"]) == (400, "include_archived")
+    assert call("get", f"/v1/organization/{org}/projects?include_archived=1", token).status_code == 200
+
+
+def test_amounts_are_numbers_or_decimal_strings(cast: dict[str, Any]) -> None:
+    path = f"/v1/organization/projects/{cast['project'].public_id}/budget"
+    token = cast["tokens"]["admin_key"]
+    rounded = call("post", path, token, {"monthly_budget": 12.345678, "monthly_soft_budget": "0.5"})
+    assert rounded.status_code == 200, rounded.content
+    assert (rounded.json()["monthly_budget"], rounded.json()["monthly_soft_budget"]) == (12.3457, 0.5)
+    removed = call("post", path, token, {"monthly_budget": None})
+    assert (removed.json()["monthly_budget"], removed.json()["monthly_soft_budget"]) == (None, 0.5)
+
+
+def test_archived_project_refusals_have_their_own_code(cast: dict[str, Any]) -> None:
+    project = cast["project"].public_id
+    token = cast["tokens"]["admin_key"]
+    assert call("post", f"/v1/organization/projects/{project}/archive", token).status_code == 200
+    for path, body in (("api_keys", {}), ("service_accounts", {"name": "bot"})):
+        response = call("post", f"/v1/organization/projects/{project}/{path}", token, body)
+        assert response.status_code == 400, response.content
+        assert (response.json()["error"]["param"], response.json()["error"]["code"]) == (
+            "project_id",
+            "project_archived",
+        )
 
 
 # --- Audit log -----------------------------------------------------------------------------------------

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
+from gateway.errors import InvalidRequest
 from responses import translate
 from responses.engine import _citations, _truncated
+from responses.validation import parse_create
 
 
 def test_normalised_items_get_ids_and_typed_parts() -> None:
@@ -84,3 +88,24 @@ def test_truncation_keeps_system_the_last_turn_and_no_orphan_tool_result() -> No
         {"role": "user", "content": "two"},
     ]
     assert _truncated([{"role": "system", "content": "rules"}, {"role": "user", "content": "two"}]) is None
+
+
+def test_create_checks_agree_with_the_document() -> None:
+    """Found by Schemathesis: what the served schema allows passes, what it cannot state has a code."""
+    request = parse_create(
+        {"model": "m", "input": " ", "max_output_tokens": 16.0, "reasoning": {"effort": "max"}}
+    )
+    assert (request.max_output_tokens, request.reasoning) == (16, {"effort": "max", "summary": None})
+    tool = {"type": "function", "name": "f"}
+    for body, param, code in (
+        ({"tools": [tool, tool]}, "tools[1].name", "duplicate_tool"),
+        (
+            {"tools": [tool], "tool_choice": {"type": "function", "name": "g"}},
+            "tool_choice.name",
+            "unknown_tool",
+        ),
+        ({"metadata": {"k": "\u0000"}}, "metadata.k", "invalid_value"),
+    ):
+        with pytest.raises(InvalidRequest) as refused:
+            parse_create({"model": "m", "input": "Hi", **body})
+        assert (refused.value.param, refused.value.code) == (param, code)
