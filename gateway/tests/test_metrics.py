@@ -110,7 +110,10 @@ def test_scrape_time_provider_health_and_queue_depth(metrics_on, settings) -> No
     Provider.objects.create(name="up", base_url="http://127.0.0.1:1", healthy=True, latency_ms=12.0)
     Provider.objects.create(name="down", base_url="http://127.0.0.1:2", healthy=False, consecutive_failures=3)
     redis = sync_client()
-    queue = "celery"
+    # A queue of its own: tasks other tests' background work enqueues on "celery" meanwhile
+    # would be counted too.
+    queue = "metrics-test-queue"
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
     if redis is not None:
         settings.CELERY_BROKER_URL = settings.REDIS_URL
         redis.delete(queue)
