@@ -169,7 +169,10 @@ def test_make_run_restarts_a_killed_worker_and_drains_streams_on_sigterm(
     assert "Traceback" not in output, output[-3000:]
 
     def usage_rows() -> list[tuple[str, str]]:
-        return list(UsageRecord.objects.filter(api_key_id=key_row.pk).values_list("model", "outcome"))
+        # From the primary: CI runs this against a standby 300 ms behind, and the last rows are
+        # written at shutdown, so a replica read could miss them after a primary read saw them.
+        rows = UsageRecord.objects.using("default").filter(api_key_id=key_row.pk)
+        return list(rows.values_list("model", "outcome"))
 
     assert wait_until(lambda: len(usage_rows()) == FINISHING + CUT, 5), usage_rows()
     rows = usage_rows()
