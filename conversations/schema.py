@@ -82,6 +82,16 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _message_of(roles: list[str], *parts: str) -> dict[str, Any]:
+    """A message variant: these roles, with a string or a list of these content parts."""
+    return {
+        "properties": {
+            "role": {"type": "string", "enum": roles},
+            "content": {"oneOf": [_text(), {"type": "array", "items": {"oneOf": [_ref(p) for p in parts]}}]},
+        }
+    }
+
+
 _STATUS: dict[str, Any] = _nullable({"type": "string", "enum": list(wire.STATUSES)})
 _ITEM_ID: dict[str, Any] = {
     "type": ["string", "null"],
@@ -175,46 +185,15 @@ COMPONENTS: dict[str, Any] = {
         },
         "required": ["role", "content"],
         "oneOf": [
-            {
-                "properties": {
-                    "role": {"type": "string", "enum": ["assistant"]},
-                    "content": {
-                        "oneOf": [
-                            _text(),
-                            {
-                                "type": "array",
-                                "items": {
-                                    "oneOf": [
-                                        _ref("ConversationInputText"),
-                                        _ref("ConversationOutputText"),
-                                        _ref("ConversationRefusal"),
-                                    ]
-                                },
-                            },
-                        ]
-                    },
-                }
-            },
-            {
-                "properties": {
-                    "role": {"type": "string", "enum": [r for r in wire.MESSAGE_ROLES if r != "assistant"]},
-                    "content": {
-                        "oneOf": [
-                            _text(),
-                            {
-                                "type": "array",
-                                "items": {
-                                    "oneOf": [
-                                        _ref("ConversationInputText"),
-                                        _ref("ConversationInputImage"),
-                                        _ref("ConversationInputFile"),
-                                    ]
-                                },
-                            },
-                        ]
-                    },
-                }
-            },
+            _message_of(
+                ["assistant"], "ConversationInputText", "ConversationOutputText", "ConversationRefusal"
+            ),
+            _message_of(
+                [r for r in wire.MESSAGE_ROLES if r != "assistant"],
+                "ConversationInputText",
+                "ConversationInputImage",
+                "ConversationInputFile",
+            ),
         ],
     },
     "ConversationFunctionCall": _part(
