@@ -140,7 +140,15 @@ def install_portkey() -> Path:
 
 
 def _wait_chat(target: Target, model: str, process: subprocess.Popen[bytes], log: str) -> None:
-    """Until a chat completion through the peer answers 200."""
+    """Until a chat completion through the peer answers 200; a peer that never does is stopped."""
+    try:
+        _wait_chat_answer(target, model, process, log)
+    except PeerUnavailable:
+        stop(process)
+        raise
+
+
+def _wait_chat_answer(target: Target, model: str, process: subprocess.Popen[bytes], log: str) -> None:
     body = f'{{"model": "{model}", "messages": [{{"role": "user", "content": "ready?"}}]}}'.encode()
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     status, text = 0, ""
@@ -194,11 +202,7 @@ def start_litellm(upstream_url: str, model: str, workers: int) -> tuple[Target, 
         key=LITELLM_KEY,
         note=f"LiteLLM proxy {_version_of('litellm')}, {workers} uvicorn workers, no database",
     )
-    try:
-        _wait_chat(target, model, process, "litellm.log")
-    except PeerUnavailable:
-        stop(process)
-        raise
+    _wait_chat(target, model, process, "litellm.log")
     return target, process
 
 
@@ -219,11 +223,7 @@ def start_portkey(upstream_url: str, model: str) -> tuple[Target, subprocess.Pop
         headers={"x-portkey-provider": "openai", "x-portkey-custom-host": f"{upstream_url}/v1"},
         note=f"Portkey gateway {_version_of('portkey')}, one node process",
     )
-    try:
-        _wait_chat(target, model, process, "portkey.log")
-    except PeerUnavailable:
-        stop(process)
-        raise
+    _wait_chat(target, model, process, "portkey.log")
     return target, process
 
 
