@@ -16,7 +16,7 @@ What it adds to the SDK, in order, for every request:
    responses); 2026-07-28 requests are sessionless by design and pass straight through.
 
 The SDK manager's task group is started by mcp_server.mount on the first MCP request of each
-event loop (this module is imported then, too), or lazily here when the app is used directly.
+event loop (this module is imported then, too).
 """
 
 from __future__ import annotations
@@ -191,13 +191,11 @@ def _jsonrpc_call(body: bytes) -> tuple[str | None, str | None]:
 
 class Runtime:
     """The SDK's session manager can be run once per instance and binds to its loop's task
-    group, so there is one per loop: entered by the lifespan, or started lazily."""
+    group, so there is one per loop, entered by `lifespan` (which mcp_server.mount runs)."""
 
     def __init__(self) -> None:
         self.server = build_server()
         self._managers: dict[asyncio.AbstractEventLoop, StreamableHTTPSessionManager] = {}
-        self._lazy: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-        self._locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     def _new_manager(self) -> StreamableHTTPSessionManager:
         return StreamableHTTPSessionManager(
@@ -220,31 +218,8 @@ class Runtime:
                 self._managers.pop(loop, None)
 
     async def manager(self) -> StreamableHTTPSessionManager:
-        loop = asyncio.get_running_loop()
-        manager = self._managers.get(loop)
-        if manager is not None:
-            return manager
-        # No await between the lookup and the insert: one lock per loop, race-free.
-        lock = self._locks.setdefault(loop, asyncio.Lock())
-        async with lock:
-            manager = self._managers.get(loop)
-            if manager is None:
-                manager = await self._start_lazily(loop)
-        return manager
-
-    async def _start_lazily(self, loop: asyncio.AbstractEventLoop) -> StreamableHTTPSessionManager:
-        manager = self._new_manager()
-        started = asyncio.Event()
-
-        async def run() -> None:
-            async with manager.run():
-                self._managers[loop] = manager
-                started.set()
-                await asyncio.Event().wait()  # until the loop ends
-
-        self._lazy[loop] = loop.create_task(run(), name="mcp-session-manager")
-        await started.wait()
-        return manager
+        """The running loop's manager, which mcp_server.mount started before the first request."""
+        return self._managers[asyncio.get_running_loop()]
 
 
 # --- The app ----------------------------------------------------------------------------------
