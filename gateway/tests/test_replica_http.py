@@ -231,6 +231,9 @@ def test_reads_of_a_caught_up_principal_go_to_the_replica(
     assert queries.counts["default"] <= 2, queries.counts
 
 
+# Stopping the shared standby cuts every connection to it, other xdist workers' too (they failed with
+# AdminShutdown): the test runs with the process tests, one at a time.
+@pytest.mark.slow
 @requires_standby
 def test_standby_stopped_the_primary_answers_and_readyz_names_it(
     live_gateway: LiveGateway, replica: str
