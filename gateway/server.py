@@ -10,6 +10,11 @@ in a thin subclass of its httptools protocol:
   reset by every byte, so a client sending one header byte every few seconds (slowloris) held a
   connection forever. Here the whole request head must arrive within SERVER_HEADER_TIMEOUT_SECONDS
   of its first byte (or of the connection's opening), whatever trickles in.
+- a body-read timeout: once the head is in, the rest of the body must arrive within
+  SERVER_BODY_TIMEOUT_SECONDS, or the request is answered 408 (and the app sees a disconnect);
+  without it a client trickling its body held a connection and a running request indefinitely.
+  The timer is armed only when a body is still incomplete after a read, so the usual request,
+  whose body comes with its head, costs nothing.
 - a limit on the head's size and on the number of headers: httptools buffers a header value of
   any length and accepts any number of headers; here 431 answers past SERVER_MAX_HEADER_BYTES
   or SERVER_MAX_HEADERS.
@@ -65,6 +70,7 @@ HEADERS_TOO_LARGE = _envelope(
     431, "The request headers are too large or too many.", "request_header_fields_too_large"
 )
 HEADER_TIMEOUT = _envelope(408, "The request headers were not received in time.", "request_timeout")
+BODY_TIMEOUT = _envelope(408, "The request body was not received in time.", "request_timeout")
 
 
 class _Rejected(Exception):
@@ -138,7 +144,7 @@ class _HeadCoalescingTransport:
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header-read timeout and head size/count limits."""
+    """uvicorn's httptools protocol with header and body read timeouts and head size/count limits."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -149,6 +155,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.max_concurrency: int | None = self.limit_concurrency
         self.limit_concurrency = None
         self.header_timer: asyncio.TimerHandle | None = None
+        self.body_timeout: float = settings.SERVER_BODY_TIMEOUT_SECONDS
+        self.body_timer: asyncio.TimerHandle | None = None
+        self.head_completed_at = 0.0  # loop time the current request's head was complete
         self.head_received: int | None = 0  # bytes of the current request head; None once complete
         self.head_counted = 0  # request line and headers as parsed, the exact figure
         self.header_count = 0
@@ -161,6 +170,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
+        self._disarm_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -190,6 +200,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # past the limit is ever buffered).
         if self.head_received is not None and self.head_received > self.max_head_bytes:
             self._reject(HEADERS_TOO_LARGE)
+        elif self.head_received is None and self.body_timer is None and self.cycle.more_body:
+            # A head in, its body not complete after this read: the body's deadline runs from
+            # the head's completion.
+            self.body_timer = self.loop.call_at(
+                self.head_completed_at + self.body_timeout, self._body_timed_out
+            )
 
     _rejection: bytes | None = None
     discarding = False
@@ -203,6 +219,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         short while, then close.
         """
         self._disarm_header_timer()
+        self._disarm_body_timer()
         if self.transport.is_closing():
             return
         self.transport.write(answer)
@@ -243,6 +260,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_header_timer()
         self.head_received = None
+        self.head_completed_at = self.loop.time()
         limit = self.max_concurrency
         if limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit):
             # uvicorn reads self.app for this request only, synchronously, inside the call.
@@ -257,6 +275,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._disarm_body_timer()
         self.head_received = 0  # what follows (pipelined or after keep-alive) is the next head
 
     # --- the header timer ------------------------------------------------------------------
@@ -278,6 +297,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._reject(HEADER_TIMEOUT)
         else:
             self.transport.close()
+
+    # --- the body timer --------------------------------------------------------------------
+
+    def _disarm_body_timer(self) -> None:
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self.body_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle.response_started:
+            # The app answered before reading the whole body (a refusal, say); what still
+            # trickles in has no reader, so the connection just ends.
+            self.transport.close()
+            return
+        # The app waits in receive(): it gets http.disconnect, and whatever it sends after is
+        # dropped (uvicorn ignores sends on a disconnected cycle), so the 408 is the only answer.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self._reject(BODY_TIMEOUT)
 
 
 class DrainingMultiprocess(Multiprocess):

@@ -629,6 +629,10 @@ if SERVER not in ("uvicorn", "daphne"):
 # A client must send its whole request head within this long (slowloris: one byte every few
 # seconds would otherwise hold a connection, and the worker's slot, forever).
 SERVER_HEADER_TIMEOUT_SECONDS = env.float("SERVER_HEADER_TIMEOUT_SECONDS", default=10.0)
+# Once the head is in, the body must arrive within this long (408 after): a client trickling a
+# body would otherwise hold a connection and a running request. Raise it if clients upload large
+# images over slow links (a full CHAT_MAX_BODY_BYTES, 32 MB, in 60 s needs about 4.5 Mbit/s).
+SERVER_BODY_TIMEOUT_SECONDS = env.float("SERVER_BODY_TIMEOUT_SECONDS", default=60.0)
 # The request line plus headers at most this many bytes, and at most this many headers (431 above).
 SERVER_MAX_HEADER_BYTES = env.int("SERVER_MAX_HEADER_BYTES", default=65_536)
 SERVER_MAX_HEADERS = env.int("SERVER_MAX_HEADERS", default=100)

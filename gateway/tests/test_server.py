@@ -14,6 +14,7 @@ from tests.live_server import GatewayProcess
 pytestmark = pytest.mark.slow
 
 HEADER_TIMEOUT = 1.5
+BODY_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,7 @@ def server() -> Iterator[GatewayProcess]:
         env={
             "WEB_CONCURRENCY": "1",
             "SERVER_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT),
+            "SERVER_BODY_TIMEOUT_SECONDS": str(BODY_TIMEOUT),
             "SERVER_MAX_HEADERS": "50",
             "SERVER_MAX_HEADER_BYTES": "8192",
             "SERVER_MAX_CONCURRENCY": "20",
@@ -83,6 +85,55 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(serv
         started = time.monotonic()
         assert _answer(sock) == b""  # closed without a word: the client never asked anything
         assert time.monotonic() - started < HEADER_TIMEOUT + 2
+
+
+def _post_head(length: int) -> bytes:
+    # A Django route: the handler reads the whole body before anything else (authentication too).
+    return (
+        b"POST /v1/conversations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(length).encode() + b"\r\n\r\n"
+    )
+
+
+def test_a_client_trickling_its_body_gets_408_after_the_body_timeout(server: GatewayProcess) -> None:
+    with _connect(server) as sock:
+        sock.sendall(_post_head(1000) + b'{"metadata"')
+        started = time.monotonic()
+        sock.settimeout(0.3)
+        answer = b""
+        # One body byte every 0.3 s: well past the header timeout, every byte a sign of life.
+        for _ in range(40):
+            try:
+                sock.sendall(b" ")
+                answer += sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if answer:
+                break
+        sock.settimeout(5)
+        answer += _answer(sock)
+        elapsed = time.monotonic() - started
+    assert _status(answer) == 408, answer
+    assert _error(answer)["code"] == "request_timeout"
+    assert "body" in str(_error(answer)["message"])
+    assert answer.count(b"HTTP/1.1") == 1  # the app, told of a disconnect, answered nothing more
+    assert BODY_TIMEOUT - 0.2 < elapsed < BODY_TIMEOUT + 2
+
+
+def test_a_body_in_pieces_within_the_timeout_is_served(server: GatewayProcess) -> None:
+    body = b'{"metadata": {}}'
+    with _connect(server) as sock:
+        sock.sendall(_post_head(len(body)) + body[:5])
+        time.sleep(0.5)
+        sock.sendall(body[5:10])
+        time.sleep(0.5)
+        sock.sendall(body[10:])
+        sock.settimeout(10)
+        answer = sock.recv(65536)
+    # The whole body was read and the request ran: it is refused for want of a key, not cut.
+    assert _status(answer) == 401, answer
 
 
 @pytest.mark.parametrize(
