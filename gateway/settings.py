@@ -669,6 +669,14 @@ AUTH_REFRESH_PER_MINUTE = env.int("AUTH_REFRESH_PER_MINUTE", default=60)
 # --- Prices, costs and budgets (inference.costs, organizations.budgets) ---
 # The currency monthly budgets are kept in; usage priced in another currency does not count.
 BUDGET_CURRENCY = env.str("BUDGET_CURRENCY", default="usd").lower()
+# How often beat raises budget counters that Redis lost (restart, flush, failover) back to what
+# the month's usage rows show (inference.spend); one grouped query over the month's rows of the
+# projects and keys that have budgets.
+BUDGET_RECONCILE_SECONDS = env.float("BUDGET_RECONCILE_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE["budgets-reconcile"] = {
+    "task": "inference.tasks.budgets_reconcile",
+    "schedule": BUDGET_RECONCILE_SECONDS,
+}
 
 # --- Tool-call limits (organizations.ratelimits.admit_tool_call) ---
 # MCP tools and the Responses API's web_search spend the operator's search credit: calls per

@@ -25,6 +25,15 @@ def provider_check(provider_id: int) -> None:
     services.provider_check(provider_id=provider_id)
 
 
+@shared_task(ignore_result=True)
+def budgets_reconcile() -> None:
+    """Beat, every BUDGET_RECONCILE_SECONDS: raise budget counters Redis lost back to what the
+    month's usage rows show (inference.spend)."""
+    from inference import spend
+
+    spend.budgets_reconcile()
+
+
 @worker_ready.connect
 def _poll_at_start(**kwargs: Any) -> None:
     """A fresh `make run` should route to JAN_INFERENCE_MODEL_URL in seconds, not after the

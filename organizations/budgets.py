@@ -8,7 +8,9 @@ past it, as with token limits. The first call whose cost takes the spend to the 
 once-a-month flag in the same script and queues the e-mail to the organization owners.
 
 Without REDIS_URL the counters live in process memory, per worker. If Redis fails, calls are
-admitted and a warning is logged: a broken counter store must not take the API down.
+admitted and a warning is logged: a broken counter store must not take the API down. If Redis
+loses the counters (a restart without persistence, a flush, a failover to an empty replica),
+beat's reconciliation (inference.spend) raises them back to what the month's usage rows show.
 """
 
 from __future__ import annotations
@@ -57,6 +59,21 @@ for i = 1, #KEYS / 2 do
   end
 end
 return crossed
+"""
+
+# KEYS: counters. ARGV: the TTL, then per counter the spend its usage rows show. Raises a counter
+# that is below its rows' figure and returns how many were raised; never lowers one, since a
+# counter is ahead of the rows still in a worker's buffer.
+_RAISE = """
+local ttl, raised = tonumber(ARGV[1]), 0
+for i = 1, #KEYS do
+  local recorded = tonumber(ARGV[i + 1])
+  if tonumber(redis.call('GET', KEYS[i]) or '0') < recorded then
+    redis.call('SET', KEYS[i], recorded, 'EX', ttl)
+    raised = raised + 1
+  end
+end
+return raised
 """
 
 _scripts: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
@@ -151,6 +168,17 @@ def _enqueue(*, organization_id: int, scope: str, month: str) -> None:
     from organizations import tasks
 
     tasks.budget_soft_limit_notify.delay(organization_id, scope, month)
+
+
+def counters_raise(month: str, recorded: dict[tuple[str, str], int]) -> int | None:
+    """Raise the month's counters, {(organization public id, scope): nanos the usage rows show},
+    to those figures where they are below them; how many were raised (None: no Redis, whose
+    counters are each web process's own and out of reach here)."""
+    client = sync_client()
+    if client is None or not recorded:
+        return None if client is None else 0
+    keys = [_counter(organization, scope, month) for organization, scope in recorded]
+    return int(client.eval(_RAISE, len(keys), *keys, _COUNTER_TTL_SECONDS, *recorded.values()))
 
 
 def spent_nanos(organization: str, scope: str) -> int | None:

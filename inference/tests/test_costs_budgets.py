@@ -280,3 +280,48 @@ def test_hard_budget_refuses_across_two_workers(
     ).json()
     assert state["exhausted"] is True
     assert state["spent"] >= 0.05
+
+
+def test_a_hard_budget_whose_counter_redis_lost_is_enforced_again_after_reconciling(
+    two_workers: GatewayProcess, provider: Provider, upstream: FakeUpstream
+) -> None:
+    from gateway.redis import sync_client
+    from inference import spend
+
+    _priced(provider, **{"fake-model": "1000/1000"})  # 0.007 a call
+    org = make_org()
+    project = make_project(org=org)
+    _, key = make_api_key(project=project)
+    _, admin = make_api_key(org=org, key_type=ApiKey.Type.ADMIN, user=org_owner(org))
+    set_budget = httpx.post(
+        f"{two_workers.url}/v1/organization/projects/{project.public_id}/budget",
+        json={"monthly_budget": "0.02"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert set_budget.status_code == 200, set_budget.text
+    succeeded = 0
+    for _ in range(10):
+        try:
+            _sdk(two_workers.url, key).chat.completions.create(model="fake-model", messages=HELLO)
+        except openai.RateLimitError:
+            break
+        succeeded += 1
+    assert 3 <= succeeded <= 4  # 0.02 / 0.007: the 3rd call takes the spend past it
+    _wait_rows(succeeded, project=project)
+
+    # Redis loses the counter (a restart without persistence): the month starts again at zero.
+    client = sync_client()
+    assert client is not None
+    lost = list(client.scan_iter(f"bg:*:p{project.pk}:*"))
+    assert lost
+    client.delete(*lost)
+    _sdk(two_workers.url, key).chat.completions.create(model="fake-model", messages=HELLO)
+    _wait_rows(succeeded + 1, project=project)
+
+    # Beat's reconciliation raises it back to the rows: refused again, the spend is the rows'.
+    assert spend.budgets_reconcile() == 1
+    with pytest.raises(openai.RateLimitError) as refused:
+        _sdk(two_workers.url, key).chat.completions.create(model="fake-model", messages=HELLO)
+    assert refused.value.code == "insufficient_quota"
+    assert budgets.spent_nanos(org.public_id, f"p{project.pk}") == 7_000_000 * (succeeded + 1)
