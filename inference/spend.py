@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db.models import DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Floor
 
+from gateway.redis import sync_client
 from inference.models import UsageRecord
 from organizations import budgets
 from organizations.models import ApiKey, Project
@@ -52,6 +53,8 @@ def _nanos_by(rows: QuerySet[UsageRecord], column: str, ids: list[int]) -> dict[
 def budgets_reconcile(*, now: datetime | None = None) -> int | None:
     """Raise this month's budget counters to their usage rows' spend. Returns how many were
     raised (None without Redis: the counters are then each web process's own)."""
+    if sync_client() is None:
+        return None
     now = now or datetime.now(tz=UTC)
     month = month_start(now)
     projects = dict(Project.objects.filter(_HAS_BUDGET).values_list("pk", "organization__public_id"))
