@@ -1,11 +1,13 @@
-"""`GET /v1/organization/costs` in the shape of OpenAI's Costs API, for organization owners and
-admin keys (inference.costs computes it from the usage rows)."""
+"""`GET /v1/organization/costs` (the caller's organization) and `GET /v1/organization/{org_id}/costs`
+in the shape of OpenAI's Costs API, for organization owners and admin keys (inference.costs
+computes it from the usage rows)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -44,11 +46,18 @@ class CostPageOut(serializers.Serializer[Any]):
     next_page = serializers.CharField(allow_null=True)
 
 
+class _CostsSchema(AutoSchema):
+    """One view on two paths: each gets its own operation id."""
+
+    def get_operation_id(self) -> str:
+        return "usageCostsOfOrganization" if "{org_id}" in self.path else "usageCosts"
+
+
 class OrganizationCosts(APIView):
     authentication_classes = [AdminAuthentication]
+    schema = _CostsSchema()
 
     @extend_schema(
-        operation_id="usageCosts",
         tags=["Administration"],
         parameters=[
             OpenApiParameter(
@@ -76,8 +85,8 @@ class OrganizationCosts(APIView):
         description="Costs in daily buckets (OpenAI's Costs API), summed from the usage rows' costs "
         "at the price of their time. Organization owners.",
     )
-    def get(self, request: Request) -> Response:
-        organization = _owned_organization(request, None)
+    def get(self, request: Request, org_id: str | None = None) -> Response:
+        organization = _owned_organization(request, org_id)
         start = _int(request, "start_time", required=True)
         assert start is not None  # noqa: S101 -- required above
         query = costs.CostQuery(

@@ -15,6 +15,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
         "v1/organization/models/providers/<str:provider_id>", views.ProviderDetail.as_view(), name="provider"
     ),
     path("v1/organization/costs", cost_views.OrganizationCosts.as_view(), name="organization-costs"),
+    re_path(
+        r"^v1/organization/(?P<org_id>org_[0-9a-z]+)/costs$",
+        cost_views.OrganizationCosts.as_view(),
+        name="org-costs",
+    ),
     # Usage reports (inference.report_views); a regex for org ids, like organizations.urls' converter.
     path(
         "v1/organization/usage/completions", report_views.UsageCompletions.as_view(), name="usage-completions"

@@ -130,6 +130,7 @@ def _in_scope(path: str) -> bool:
         "/v1/organization/usage",
         "/v1/organization/{org_id}/usage",
         "/v1/organization/costs",
+        "/v1/organization/{org_id}/costs",
     )
     if path.endswith(ADDED_AFTER_THE_MOVE):
         return False

@@ -168,6 +168,15 @@ def test_usage_rows_priced_at_their_time_and_costs_add_up(
     assert {r["amount"]["currency"] for r in results} == {"usd"}
     total = _admin_get(live_gateway.url, admin, "/v1/organization/costs", start_time=start).json()
     assert Decimal(str(total["data"][0]["results"][0]["amount"]["value"])) == sum(row.cost for row in rows)
+    # The same report under the organization's id; another organization's id is not found.
+    named = _admin_get(live_gateway.url, admin, f"/v1/organization/{org.public_id}/costs", start_time=start)
+    assert named.status_code == 200, named.text
+    assert named.json() == total
+    foreign = _admin_get(
+        live_gateway.url, admin, f"/v1/organization/{make_org().public_id}/costs", start_time=start
+    )
+    assert foreign.status_code == 404
+    assert foreign.json()["error"]["code"] == "organization_not_found"
     refused = _admin_get(
         live_gateway.url, admin, "/v1/organization/costs", start_time=start, bucket_width="1h"
     )

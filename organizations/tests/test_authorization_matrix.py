@@ -139,7 +139,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("DELETE", "/v1/organization/models/providers/{provider}", None, "200 403 403 403 403 200 403 403 403 404"),
     ("GET", "/v1/organization[/{org}]/usage/completions?start_time={hour_ago}", None, "200 403 404 404 404 200 403 403 403 200"),
     ("GET", "/v1/organization/{org}/usage?start_time={hour_ago}", None, "200 403 404 404 404 200 403 403 403 404"),
-    ("GET", "/v1/organization/costs?start_time={hour_ago}", None, "200 403 404 404 404 200 403 403 403 200"),
+    ("GET", "/v1/organization[/{org}]/costs?start_time={hour_ago}", None, "200 403 404 404 404 200 403 403 403 200"),
 ]  # fmt: skip
 
 
