@@ -203,8 +203,12 @@ def _with_request_id(scope: Scope) -> tuple[Scope, str]:
 class _Exchange:
     """One request seen from outside the application: what it has received and sent."""
 
-    def __init__(self, send: Send, request_id: str, limit: int | None) -> None:
+    def __init__(self, send: Send, request_id: str, limit: int | None, *, json_rpc: bool = False) -> None:
         self._send = send
+        # Its event stream carries JSON-RPC messages (MCP): cut short, it just ends, since an
+        # OpenAI error event would reach the client as an invalid JSON-RPC message; MCP clients
+        # resume a stream that ended with Last-Event-ID.
+        self.json_rpc = json_rpc
         self.request_id = request_id
         self.limit = limit
         self.received = 0
@@ -275,7 +279,8 @@ class _Exchange:
         self.finished = True
         try:
             async with asyncio.timeout(1.0):  # a client that reads nothing does not hold us
-                await self._send({"type": "http.response.body", "body": sse_error(err), "more_body": False})
+                last_event = b"" if self.json_rpc else sse_error(err)
+                await self._send({"type": "http.response.body", "body": last_event, "more_body": False})
         except Exception:
             logger.info("could not send the last event of a cut stream", exc_info=True)
         return True
@@ -292,7 +297,8 @@ class Guard:
       already under way ends with an error event; another answer is cut off, so the client sees
       a truncated body rather than one that looks complete.
     - A stream cancelled because the shutdown drain ran out ends with an error event; the
-      layers below record its usage as they unwind.
+      layers below record its usage as they unwind. On JSON-RPC streams (MCP) the stream just
+      ends, in both cases.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -305,7 +311,10 @@ class Guard:
         from gateway.errors import ServerError, ServiceUnavailable
 
         scope, request_id = _with_request_id(scope)
-        exchange = _Exchange(send, request_id, body_limit_for(scope.get("path", "")))
+        path = scope.get("path", "")
+        exchange = _Exchange(
+            send, request_id, body_limit_for(path), json_rpc=path in settings.JSON_RPC_STREAM_PATHS
+        )
         declared = _declared_length(scope["headers"])
         if exchange.limit is not None and declared is not None and declared > exchange.limit:
             await exchange.answer(exchange._too_large())

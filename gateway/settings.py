@@ -552,6 +552,9 @@ PROVIDER_PANIC_THRESHOLD_PERCENT = env.int("PROVIDER_PANIC_THRESHOLD_PERCENT", d
 ASGI_MOUNTS.append("inference.hotpath.mount")
 # /v1/mcp and /v1/conv/mcp: the MCP server (Streamable HTTP, both protocol eras).
 ASGI_MOUNTS.append("mcp_server.mount.mount")
+# Event streams on these paths carry JSON-RPC: one cut short (an error, the shutdown drain) just
+# ends there, with no OpenAI error event (gateway.asgi.Guard).
+JSON_RPC_STREAM_PATHS = frozenset({"/v1/mcp", "/v1/conv/mcp"})
 
 # --- Responses API (responses.events, responses.engine) ------------------------------------
 # Stream events of background responses stay resumable this long after their last event.

@@ -230,3 +230,36 @@ def test_an_exception_mid_stream_ends_the_stream_with_an_error_event() -> None:
     events = [line.removeprefix("data: ") for line in text.split("\n\n") if line]
     assert orjson.loads(events[0]) == {"n": 1}
     assert orjson.loads(events[-1])["error"]["code"] == "internal_error"
+
+
+def test_a_json_rpc_stream_cut_mid_stream_just_ends() -> None:
+    """MCP streams carry JSON-RPC: an OpenAI error event would be an invalid message to them."""
+    with _Served(_raises_mid_stream) as url, httpx.stream("GET", f"{url}/v1/mcp") as answer:
+        text = b"".join(answer.iter_bytes()).decode()
+    assert answer.status_code == 200
+    assert text == 'data: {"n": 1}\n\n'
+
+
+async def _streams_until_cancelled(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+    )
+    await send({"type": "http.response.body", "body": b'data: {"n": 1}\n\n', "more_body": True})
+    await asyncio.sleep(3600)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/mcp"])
+def test_a_stream_the_shutdown_drain_cuts_ends_as_its_protocol_expects(path: str) -> None:
+    served = _Served(_streams_until_cancelled)
+    served.server.config.timeout_graceful_shutdown = 0.5
+    with served as url, httpx.stream("GET", f"{url}{path}", timeout=10) as answer:
+        chunks = answer.iter_bytes()
+        first = next(chunks)
+        served.server.should_exit = True  # the drain runs out after 0.5 s and cancels the stream
+        text = (first + b"".join(chunks)).decode()
+    events = [line.removeprefix("data: ") for line in text.split("\n\n") if line]
+    assert orjson.loads(events[0]) == {"n": 1}
+    if path == "/v1/mcp":
+        assert len(events) == 1
+    else:
+        assert orjson.loads(events[-1])["error"]["code"] == "server_shutting_down"
