@@ -251,11 +251,11 @@ async def _streams_until_cancelled(scope: Any, receive: Any, send: Any) -> None:
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/mcp"])
 def test_a_stream_the_shutdown_drain_cuts_ends_as_its_protocol_expects(path: str) -> None:
     served = _Served(_streams_until_cancelled)
-    served.server.config.timeout_graceful_shutdown = 0.5
+    served.server.config.timeout_graceful_shutdown = 1
     with served as url, httpx.stream("GET", f"{url}{path}", timeout=10) as answer:
         chunks = answer.iter_bytes()
         first = next(chunks)
-        served.server.should_exit = True  # the drain runs out after 0.5 s and cancels the stream
+        served.server.should_exit = True  # the drain runs out after 1 s and cancels the stream
         text = (first + b"".join(chunks)).decode()
     events = [line.removeprefix("data: ") for line in text.split("\n\n") if line]
     assert orjson.loads(events[0]) == {"n": 1}
