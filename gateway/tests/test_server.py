@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
@@ -46,6 +46,24 @@ def _answer(sock: socket.socket) -> bytes:
     return data
 
 
+def _trickle(sock: socket.socket, piece: Callable[[int], bytes]) -> bytes:
+    """Send piece(0), piece(1), ... every 0.3 s until the server answers or closes; the answer."""
+    sock.settimeout(0.3)
+    answer = b""
+    for index in range(40):
+        try:
+            sock.sendall(piece(index))
+            answer += sock.recv(65536)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+        if answer:
+            break
+    sock.settimeout(5)
+    return answer + _answer(sock)
+
+
 def _status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
@@ -59,21 +77,8 @@ def test_a_slowloris_client_is_cut_off_by_the_header_timeout(server: GatewayProc
     with _connect(server) as sock:
         sock.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
-        sock.settimeout(0.3)
-        answer = b""
         # One header line every 0.3 s, each one resetting uvicorn's own keep-alive timer.
-        for index in range(40):
-            try:
-                sock.sendall(f"X-Trickle-{index}: a\r\n".encode())
-                answer += sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if answer:
-                break
-        sock.settimeout(5)
-        answer += _answer(sock)
+        answer = _trickle(sock, lambda index: f"X-Trickle-{index}: a\r\n".encode())
         elapsed = time.monotonic() - started
     assert _status(answer) == 408
     assert _error(answer)["code"] == "request_timeout"
@@ -99,21 +104,8 @@ def test_a_client_trickling_its_body_gets_408_after_the_body_timeout(server: Gat
     with _connect(server) as sock:
         sock.sendall(_post_head(1000) + b'{"metadata"')
         started = time.monotonic()
-        sock.settimeout(0.3)
-        answer = b""
         # One body byte every 0.3 s: well past the header timeout, every byte a sign of life.
-        for _ in range(40):
-            try:
-                sock.sendall(b" ")
-                answer += sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if answer:
-                break
-        sock.settimeout(5)
-        answer += _answer(sock)
+        answer = _trickle(sock, lambda _: b" ")
         elapsed = time.monotonic() - started
     assert _status(answer) == 408, answer
     assert _error(answer)["code"] == "request_timeout"

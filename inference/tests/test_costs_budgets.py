@@ -18,7 +18,7 @@ from inference import services
 from inference.models import Provider, UsageRecord
 from inference.tests.fake_upstream import FakeUpstream
 from organizations import budgets
-from organizations.models import ApiKey, BudgetNotice
+from organizations.models import ApiKey, BudgetNotice, Project
 from organizations.tests.conftest import _smtp_server, eager_celery, smtp_sink  # noqa: F401 -- fixtures
 from organizations.tests.factories import make_api_key, make_org, make_project, org_owner
 from organizations.tests.smtp_sink import SmtpSink
@@ -229,6 +229,16 @@ def test_soft_limit_email_sent_once(
     assert len(smtp_sink.messages) == 1
 
 
+def _set_budget(url: str, admin: str, project: Project, **budget: str) -> None:
+    answer = httpx.post(
+        f"{url}/v1/organization/projects/{project.public_id}/budget",
+        json=budget,
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+
 @pytest.fixture
 def two_workers() -> Iterator[GatewayProcess]:
     server = GatewayProcess(
@@ -248,13 +258,7 @@ def test_hard_budget_refuses_across_two_workers(
     _, key = make_api_key(project=project)
     _, other_key = make_api_key(project=make_project(org=org))
     _, admin = make_api_key(org=org, key_type=ApiKey.Type.ADMIN, user=org_owner(org))
-    set_budget = httpx.post(
-        f"{two_workers.url}/v1/organization/projects/{project.public_id}/budget",
-        json={"monthly_budget": "0.05"},
-        headers={"Authorization": f"Bearer {admin}"},
-        timeout=10,
-    )
-    assert set_budget.status_code == 200, set_budget.text
+    _set_budget(two_workers.url, admin, project, monthly_budget="0.05")
     succeeded = 0
     refusal: openai.RateLimitError | None = None
     for _ in range(30):  # a fresh connection per call: the two workers share them
@@ -302,13 +306,7 @@ def test_a_hard_budget_whose_counter_redis_lost_is_enforced_again_after_reconcil
     project = make_project(org=org)
     _, key = make_api_key(project=project)
     _, admin = make_api_key(org=org, key_type=ApiKey.Type.ADMIN, user=org_owner(org))
-    set_budget = httpx.post(
-        f"{two_workers.url}/v1/organization/projects/{project.public_id}/budget",
-        json={"monthly_budget": "0.02"},
-        headers={"Authorization": f"Bearer {admin}"},
-        timeout=10,
-    )
-    assert set_budget.status_code == 200, set_budget.text
+    _set_budget(two_workers.url, admin, project, monthly_budget="0.02")
     succeeded = 0
     for _ in range(10):
         try:
