@@ -15,8 +15,8 @@ from django.db import IntegrityError, transaction
 
 from gateway.errors import InvalidRequest
 from organizations.models import ApiKey, BudgetNotice, Organization, OrganizationMember, Project
-from organizations.services.audit import Actor, audit_changes, audit_record
-from organizations.services.keys import _invalidate_after_commit
+from organizations.services.audit import Actor, audit_changes
+from organizations.services.keys import api_key_settings_saved, project_settings_saved
 
 logger = logging.getLogger(__name__)
 
@@ -44,20 +44,8 @@ def project_budget_set(
     *, project: Project, actor: Actor, monthly_budget: Any = _UNSET, monthly_soft_budget: Any = _UNSET
 ) -> Project:
     """Set the project's monthly budgets; a field left out keeps its value, null removes it."""
-    from organizations.selectors import api_key_hashes
-
     changes = _apply(project, {"monthly_budget": monthly_budget, "monthly_soft_budget": monthly_soft_budget})
-    project.save(update_fields=list(BUDGET_FIELDS))
-    audit_record(
-        organization=project.organization,
-        actor=actor,
-        action="project.updated",
-        target_type="project",
-        target_id=project.public_id,
-        changes=changes,
-        project_id=project.public_id,
-    )
-    _invalidate_after_commit(api_key_hashes(project_id=project.pk))
+    project_settings_saved(project=project, actor=actor, fields=list(BUDGET_FIELDS), changes=changes)
     return project
 
 
@@ -66,17 +54,7 @@ def api_key_budget_set(
     *, key: ApiKey, actor: Actor, monthly_budget: Any = _UNSET, monthly_soft_budget: Any = _UNSET
 ) -> ApiKey:
     changes = _apply(key, {"monthly_budget": monthly_budget, "monthly_soft_budget": monthly_soft_budget})
-    key.save(update_fields=list(BUDGET_FIELDS))
-    audit_record(
-        organization=key.organization,
-        actor=actor,
-        action="api_key.updated",
-        target_type="api_key",
-        target_id=key.public_id,
-        changes=changes,
-        project_id=key.project.public_id if key.project else "",
-    )
-    _invalidate_after_commit([key.key_hash])
+    api_key_settings_saved(key=key, actor=actor, fields=list(BUDGET_FIELDS), changes=changes)
     return key
 
 

@@ -6,6 +6,7 @@ import hmac
 import re
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -114,6 +115,43 @@ def api_key_create(
 
 def _invalidate_after_commit(key_hashes: list[str]) -> None:
     transaction.on_commit(partial(keycache.invalidate, key_hashes))
+
+
+# Settings that travel inside cached key entries (rate limits, model allow-lists, budgets) share
+# one tail: save the fields, audit the change, drop the affected keys' cache entries after commit
+# (every worker applies the change within a second).
+
+
+def api_key_settings_saved(*, key: ApiKey, actor: Actor, fields: list[str], changes: dict[str, Any]) -> None:
+    key.save(update_fields=fields)
+    audit_record(
+        organization=key.organization,
+        actor=actor,
+        action="api_key.updated",
+        target_type="api_key",
+        target_id=key.public_id,
+        changes=changes,
+        project_id=key.project.public_id if key.project else "",
+    )
+    _invalidate_after_commit([key.key_hash])
+
+
+def project_settings_saved(
+    *, project: Project, actor: Actor, fields: list[str], changes: dict[str, Any]
+) -> None:
+    from organizations.selectors import api_key_hashes
+
+    project.save(update_fields=fields)
+    audit_record(
+        organization=project.organization,
+        actor=actor,
+        action="project.updated",
+        target_type="project",
+        target_id=project.public_id,
+        changes=changes,
+        project_id=project.public_id,
+    )
+    _invalidate_after_commit(api_key_hashes(project_id=project.pk))
 
 
 @transaction.atomic

@@ -11,7 +11,7 @@ from django.db import transaction
 from gateway.errors import InvalidRequest
 from organizations.models import ApiKey, Project, ProjectRateLimit
 from organizations.services.audit import Actor, audit_changes, audit_record
-from organizations.services.keys import _invalidate_after_commit
+from organizations.services.keys import _invalidate_after_commit, api_key_settings_saved
 
 LIMIT_FIELDS = ("max_requests_per_1_minute", "max_tokens_per_1_minute", "max_concurrent_streams")
 
@@ -98,15 +98,7 @@ def api_key_limits_set(*, key: ApiKey, actor: Actor, **limits: int | None) -> Ap
     before = _limits(key)
     for name, value in values.items():
         setattr(key, name, value)
-    key.save(update_fields=[*values])
-    audit_record(
-        organization=key.organization,
-        actor=actor,
-        action="api_key.updated",
-        target_type="api_key",
-        target_id=key.public_id,
-        changes=audit_changes(before, _limits(key)),
-        project_id=key.project.public_id if key.project else "",
+    api_key_settings_saved(
+        key=key, actor=actor, fields=[*values], changes=audit_changes(before, _limits(key))
     )
-    _invalidate_after_commit([key.key_hash])
     return key
