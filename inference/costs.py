@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,7 @@ from django.db.models.functions import TruncDay
 
 from gateway.errors import InvalidRequest
 from inference.models import UsageRecord
+from inference.reports import BucketPage
 from inference.selectors import Price
 from organizations.budgets import to_nanos
 
@@ -85,34 +86,23 @@ class CostQuery:
         return replace(self, end_time=end)
 
 
-def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
-
-
 def costs_report(*, organization_id: int, query: CostQuery, now: int) -> dict[str, Any]:
     """One page of daily buckets of an organization's costs, summed from its usage rows.
 
     Each result is one currency (amounts in different currencies are never added); a line item
     is a model. Sums are of the rows' stored costs, so a report adds up exactly to its rows."""
     query = query.checked(now=now)
-    end = query.end_time if query.end_time is not None else now
-    first = query.start_time - query.start_time % DAY
-    start = first
-    if query.page is not None:
-        raw = query.page.removeprefix("page_")
-        if not raw.isdigit() or int(raw) < first or (int(raw) - first) % DAY:
-            raise InvalidRequest("page is not a cursor from a previous answer's next_page.", param="page")
-        start = int(raw)
-    limit = query.limit or COST_LIMITS[0]
-    count = max(0, min(limit, -(-(end - start) // DAY)))
-    page = [start + index * DAY for index in range(count)]
-    after = start + count * DAY
-    results: dict[int, list[dict[str, Any]]] = {bucket: [] for bucket in page}
-    if page:
+    page = BucketPage.of(
+        start_time=query.start_time,
+        end=query.end_time if query.end_time is not None else now,
+        width=DAY,
+        limit=query.limit or COST_LIMITS[0],
+        page=query.page,
+    )
+    results: dict[int, list[dict[str, Any]]] = {}
+    if page.buckets:
         rows = UsageRecord.objects.filter(
-            organization_id=organization_id,
-            created_at__gte=_utc(max(start, query.start_time)),
-            created_at__lt=_utc(min(end, after)),
+            organization_id=organization_id, created_at__gte=page.since, created_at__lt=page.before
         )
         if query.project_ids:
             rows = rows.filter(project__public_id__in=query.project_ids)
@@ -125,7 +115,7 @@ def costs_report(*, organization_id: int, query: CostQuery, now: int) -> dict[st
         )
         grouped = set(query.group_by)
         for row in summed:
-            results[int(row["bucket"].timestamp())].append(
+            results.setdefault(int(row["bucket"].timestamp()), []).append(
                 {
                     "object": "organization.costs.result",
                     "amount": {"value": float(row["value"] or 0), "currency": row["currency"]},
@@ -133,18 +123,4 @@ def costs_report(*, organization_id: int, query: CostQuery, now: int) -> dict[st
                     "project_id": row.get("project__public_id") if "project_id" in grouped else None,
                 }
             )
-    has_more = after < end
-    return {
-        "object": "page",
-        "data": [
-            {
-                "object": "bucket",
-                "start_time": max(bucket, query.start_time),
-                "end_time": min(bucket + DAY, end),
-                "results": results[bucket],
-            }
-            for bucket in page
-        ],
-        "has_more": has_more,
-        "next_page": f"page_{after}" if has_more else None,
-    }
+    return page.envelope(results)

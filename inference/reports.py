@@ -87,13 +87,63 @@ class UsageQuery:
         return replace(self, end_time=end)
 
 
-def _page_start(page: str | None, first: int, width: int) -> int:
-    if page is None:
-        return first
-    raw = page.removeprefix("page_")
-    if not raw.isdigit() or int(raw) < first or (int(raw) - first) % width:
-        raise InvalidRequest("page is not a cursor from a previous answer's next_page.", param="page")
-    return int(raw)
+@dataclass(frozen=True)
+class BucketPage:
+    """One page of OpenAI's page → bucket → results envelope (the usage and the costs reports).
+
+    Buckets of `width` seconds, the first holding `start_time`, the range ending at `end`; the
+    page cursor is the next bucket's start. Only the page's buckets exist, whatever the range."""
+
+    start_time: int
+    end: int
+    width: int
+    buckets: tuple[int, ...]
+    after: int  # the start of the bucket after this page's last
+
+    @classmethod
+    def of(cls, *, start_time: int, end: int, width: int, limit: int, page: str | None) -> BucketPage:
+        first = start_time - start_time % width
+        start = first
+        if page is not None:
+            raw = page.removeprefix("page_")
+            if not raw.isdigit() or int(raw) < first or (int(raw) - first) % width:
+                raise InvalidRequest("page is not a cursor from a previous answer's next_page.", param="page")
+            start = int(raw)
+        count = max(0, min(limit, -(-(end - start) // width)))  # the page's buckets, never the range's
+        return cls(
+            start_time,
+            end,
+            width,
+            tuple(start + index * width for index in range(count)),
+            start + count * width,
+        )
+
+    @property
+    def since(self) -> datetime:
+        """Rows at or after this time belong to the page..."""
+        return _utc(max(self.buckets[0] if self.buckets else self.after, self.start_time))
+
+    @property
+    def before(self) -> datetime:
+        """...and rows before this one."""
+        return _utc(min(self.end, self.after))
+
+    def envelope(self, results: dict[int, list[dict[str, Any]]]) -> dict[str, Any]:
+        has_more = self.after < self.end
+        return {
+            "object": "page",
+            "data": [
+                {
+                    "object": "bucket",
+                    "start_time": max(bucket, self.start_time),
+                    "end_time": min(bucket + self.width, self.end),
+                    "results": results.get(bucket, []),
+                }
+                for bucket in self.buckets
+            ],
+            "has_more": has_more,
+            "next_page": f"page_{self.after}" if has_more else None,
+        }
 
 
 def _utc(seconds: int) -> datetime:
@@ -103,41 +153,23 @@ def _utc(seconds: int) -> datetime:
 def usage_completions(*, organization_id: int, query: UsageQuery, now: int) -> dict[str, Any]:
     """One page of time buckets (OpenAI's `UsageResponse`) for an organization's chat usage."""
     query = query.checked(now=now)
-    width = BUCKET_SECONDS[query.bucket_width]
-    end = query.end_time if query.end_time is not None else now
-    first = query.start_time - query.start_time % width
-    start = _page_start(query.page, first, width)
-    limit = query.limit or BUCKET_LIMITS[query.bucket_width][0]
-    count = max(0, min(limit, -(-(end - start) // width)))  # the page's buckets, never the range's
-    page = [start + index * width for index in range(count)]
-    after = start + count * width
-    has_more = after < end
-    results: dict[int, list[dict[str, Any]]] = {bucket: [] for bucket in page}
-    if page and query.batch is not True:  # every call here is a synchronous (non-batch) one
-        stop = min(end, after)
-        for bucket, result in _aggregate(organization_id, query, max(start, query.start_time), stop):
-            results[bucket].append(result)
-    return {
-        "object": "page",
-        "data": [
-            {
-                "object": "bucket",
-                "start_time": max(bucket, query.start_time),
-                "end_time": min(bucket + width, end),
-                "results": results[bucket],
-            }
-            for bucket in page
-        ],
-        "has_more": has_more,
-        "next_page": f"page_{after}" if has_more else None,
-    }
+    page = BucketPage.of(
+        start_time=query.start_time,
+        end=query.end_time if query.end_time is not None else now,
+        width=BUCKET_SECONDS[query.bucket_width],
+        limit=query.limit or BUCKET_LIMITS[query.bucket_width][0],
+        page=query.page,
+    )
+    results: dict[int, list[dict[str, Any]]] = {}
+    if page.buckets and query.batch is not True:  # every call here is a synchronous (non-batch) one
+        for bucket, result in _aggregate(organization_id, query, page):
+            results.setdefault(bucket, []).append(result)
+    return page.envelope(results)
 
 
-def _aggregate(
-    organization_id: int, query: UsageQuery, since: int, before: int
-) -> list[tuple[int, dict[str, Any]]]:
+def _aggregate(organization_id: int, query: UsageQuery, page: BucketPage) -> list[tuple[int, dict[str, Any]]]:
     rows = UsageRecord.objects.filter(
-        organization_id=organization_id, created_at__gte=_utc(since), created_at__lt=_utc(before)
+        organization_id=organization_id, created_at__gte=page.since, created_at__lt=page.before
     ).exclude(endpoint="embeddings")  # OpenAI reports embeddings apart from completions
     if query.project_ids:
         rows = rows.filter(project__public_id__in=query.project_ids)
@@ -155,6 +187,7 @@ def _aggregate(
         .annotate(
             input_tokens=Sum("prompt_tokens"),
             output_tokens=Sum("completion_tokens"),
+            input_cached_tokens=Sum("cached_tokens"),
             num_model_requests=Count("pk"),
         )
         .order_by("bucket", *columns)
@@ -169,7 +202,7 @@ def _aggregate(
             "object": "organization.usage.completions.result",
             "input_tokens": row["input_tokens"] or 0,
             "output_tokens": row["output_tokens"] or 0,
-            "input_cached_tokens": 0,
+            "input_cached_tokens": row["input_cached_tokens"] or 0,
             "input_audio_tokens": 0,
             "output_audio_tokens": 0,
             "num_model_requests": row["num_model_requests"],

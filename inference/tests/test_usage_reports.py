@@ -31,7 +31,7 @@ def get(path: str, token: str, **params: Any) -> Any:
 
 
 def row(
-    org: Any, project: Any, key: Any, model: str, at: datetime, prompt: int, completion: int
+    org: Any, project: Any, key: Any, model: str, at: datetime, prompt: int, completion: int, cached: int = 0
 ) -> UsageRecord:
     return UsageRecord.objects.create(
         organization=org,
@@ -42,6 +42,7 @@ def row(
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=prompt + completion,
+        cached_tokens=cached,
         outcome=UsageRecord.Outcome.SUCCESS,
         created_at=at,
     )
@@ -55,7 +56,7 @@ def usage() -> dict[str, Any]:
     k1, _ = make_api_key(project=p1, user=owner)
     k2, _ = make_api_key(project=p2, user=owner)
     _, admin = make_api_key(org=org, key_type=ApiKey.Type.ADMIN, user=owner)
-    row(org, p1, k1, "model-a", T0 + timedelta(seconds=10), 10, 5)
+    row(org, p1, k1, "model-a", T0 + timedelta(seconds=10), 10, 5, cached=4)
     row(org, p1, k1, "model-b", T0 + timedelta(seconds=70), 3, 4)
     row(org, p2, k2, "model-a", T0 + timedelta(hours=1, seconds=5), 7, 1)
     row(org, p1, k1, "model-a", T0 + timedelta(days=1, seconds=100), 2, 2)
@@ -103,7 +104,7 @@ def test_hour_buckets_without_grouping(usage: dict[str, Any]) -> None:
             "object": "organization.usage.completions.result",
             "input_tokens": 13,
             "output_tokens": 9,
-            "input_cached_tokens": 0,
+            "input_cached_tokens": 4,  # of the 13 input tokens
             "input_audio_tokens": 0,
             "output_audio_tokens": 0,
             "num_model_requests": 2,
