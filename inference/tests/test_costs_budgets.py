@@ -239,6 +239,16 @@ def _set_budget(url: str, admin: str, project: Project, **budget: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def _call_until_refused(url: str, key: str) -> tuple[int, openai.RateLimitError]:
+    """Chat calls until one is refused: how many passed, and the refusal."""
+    for succeeded in range(30):
+        try:  # a fresh connection per call: the two workers share them
+            _sdk(url, key).chat.completions.create(model="fake-model", messages=HELLO)
+        except openai.RateLimitError as refusal:
+            return succeeded, refusal
+    raise AssertionError("never refused")
+
+
 @pytest.fixture
 def two_workers() -> Iterator[GatewayProcess]:
     server = GatewayProcess(
@@ -259,16 +269,7 @@ def test_hard_budget_refuses_across_two_workers(
     _, other_key = make_api_key(project=make_project(org=org))
     _, admin = make_api_key(org=org, key_type=ApiKey.Type.ADMIN, user=org_owner(org))
     _set_budget(two_workers.url, admin, project, monthly_budget="0.05")
-    succeeded = 0
-    refusal: openai.RateLimitError | None = None
-    for _ in range(30):  # a fresh connection per call: the two workers share them
-        try:
-            _sdk(two_workers.url, key).chat.completions.create(model="fake-model", messages=HELLO)
-            succeeded += 1
-        except openai.RateLimitError as err:
-            refusal = err
-            break
-    assert refusal is not None, "never refused"
+    succeeded, refusal = _call_until_refused(two_workers.url, key)
     assert refusal.status_code == 429
     assert refusal.code == "insufficient_quota"
     assert isinstance(refusal.body, dict)
@@ -307,13 +308,7 @@ def test_a_hard_budget_whose_counter_redis_lost_is_enforced_again_after_reconcil
     _, key = make_api_key(project=project)
     _, admin = make_api_key(org=org, key_type=ApiKey.Type.ADMIN, user=org_owner(org))
     _set_budget(two_workers.url, admin, project, monthly_budget="0.02")
-    succeeded = 0
-    for _ in range(10):
-        try:
-            _sdk(two_workers.url, key).chat.completions.create(model="fake-model", messages=HELLO)
-        except openai.RateLimitError:
-            break
-        succeeded += 1
+    succeeded, _ = _call_until_refused(two_workers.url, key)
     assert 3 <= succeeded <= 4  # 0.02 / 0.007: the 3rd call takes the spend past it
     _wait_rows(succeeded, project=project)
 
