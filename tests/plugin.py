@@ -9,7 +9,10 @@
 2. On the embedded default the test database is SQLite in memory with a shared cache, which the
    in-thread live gateway shares with the test. Shared-cache SQLite locks whole tables and answers
    "database table is locked" at once (no busy wait) when a test reads a table while the gateway's
-   background usage flush is writing it; `read_uncommitted` lets such reads through.
+   background usage flush is writing it; `read_uncommitted` lets such reads through. A write
+   meets the same lock when it begins a transaction while another thread's is open (the
+   gateway's usage flush, a fire-and-forget write): beginning is retried for a few seconds, the
+   busy wait a file database's `timeout` gives (CI saw one such 500 in six embedded runs).
 
 3. Marks the tests that start operating-system processes as `slow`, so `make test-fast` can skip them.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import time
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -100,10 +104,37 @@ def _sqlite_reads_do_not_wait_for_table_locks(sender: Any, connection: Any, **kw
             cursor.execute("PRAGMA read_uncommitted = 1")
 
 
+_TABLE_LOCK_WAIT_SECONDS = 10.0
+
+
+def _sqlite_begin_waits_for_table_locks() -> None:
+    from django.db import OperationalError
+    from django.db.backends.sqlite3.base import DatabaseWrapper
+
+    begin = getattr(DatabaseWrapper, "_start_transaction_under_autocommit")  # noqa: B009 -- untyped
+
+    def begin_when_unlocked(self: Any) -> None:
+        if "mode=memory" not in str(self.settings_dict.get("NAME", "")):
+            begin(self)
+            return
+        deadline = time.monotonic() + _TABLE_LOCK_WAIT_SECONDS
+        while True:
+            try:
+                begin(self)
+                return
+            except OperationalError as err:  # nothing began: trying again is safe
+                if "table is locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+
+    setattr(DatabaseWrapper, "_start_transaction_under_autocommit", begin_when_unlocked)  # noqa: B010
+
+
 def pytest_configure(config: pytest.Config) -> None:
     from django.db.backends.signals import connection_created
 
     connection_created.connect(_sqlite_reads_do_not_wait_for_table_locks, weak=False)
+    _sqlite_begin_waits_for_table_locks()
     config.addinivalue_line(
         "markers", "slow: starts operating-system processes (skipped by `make test-fast`)"
     )
