@@ -203,12 +203,8 @@ def _with_request_id(scope: Scope) -> tuple[Scope, str]:
 class _Exchange:
     """One request seen from outside the application: what it has received and sent."""
 
-    def __init__(self, send: Send, request_id: str, limit: int | None, *, json_rpc: bool = False) -> None:
+    def __init__(self, send: Send, request_id: str, limit: int | None) -> None:
         self._send = send
-        # Its event stream carries JSON-RPC messages (MCP): cut short, it just ends, since an
-        # OpenAI error event would reach the client as an invalid JSON-RPC message; MCP clients
-        # resume a stream that ended with Last-Event-ID.
-        self.json_rpc = json_rpc
         self.request_id = request_id
         self.limit = limit
         self.received = 0
@@ -270,8 +266,11 @@ class _Exchange:
         await self._send({"type": "http.response.start", "status": err.status, "headers": headers})
         await self._send({"type": "http.response.body", "body": body})
 
-    async def end_stream(self, err: GatewayError) -> bool:
-        """End an event stream cut short with an error event; False if there is none to end."""
+    async def end_stream(self, err: GatewayError, *, json_rpc: bool = False) -> bool:
+        """End an event stream cut short with an error event; False if there is none to end.
+
+        A stream of JSON-RPC messages (MCP) just ends: an OpenAI error event would reach the
+        client as an invalid JSON-RPC message, and MCP clients resume a stream that ended."""
         from gateway.errors import sse_error
 
         if not (self.started and self.event_stream and not self.finished):
@@ -279,7 +278,7 @@ class _Exchange:
         self.finished = True
         try:
             async with asyncio.timeout(1.0):  # a client that reads nothing does not hold us
-                last_event = b"" if self.json_rpc else sse_error(err)
+                last_event = b"" if json_rpc else sse_error(err)
                 await self._send({"type": "http.response.body", "body": last_event, "more_body": False})
         except Exception:
             logger.info("could not send the last event of a cut stream", exc_info=True)
@@ -312,9 +311,7 @@ class Guard:
 
         scope, request_id = _with_request_id(scope)
         path = scope.get("path", "")
-        exchange = _Exchange(
-            send, request_id, body_limit_for(path), json_rpc=path in settings.JSON_RPC_STREAM_PATHS
-        )
+        exchange = _Exchange(send, request_id, body_limit_for(path))
         declared = _declared_length(scope["headers"])
         if exchange.limit is not None and declared is not None and declared > exchange.limit:
             await exchange.answer(exchange._too_large())
@@ -326,7 +323,7 @@ class Guard:
                 "The server is shutting down and ended this stream; retry the request.",
                 code="server_shutting_down",
             )
-            if not await exchange.end_stream(cut):
+            if not await exchange.end_stream(cut, json_rpc=path in settings.JSON_RPC_STREAM_PATHS):
                 raise
         except Exception:
             logger.exception("unhandled error", extra={"request_id": request_id, "path": scope.get("path")})
@@ -334,7 +331,7 @@ class Guard:
             if not exchange.started:
                 await exchange.answer(failure)
             else:
-                await exchange.end_stream(failure)
+                await exchange.end_stream(failure, json_rpc=path in settings.JSON_RPC_STREAM_PATHS)
 
 
 def build_application() -> GatewayRouter:

@@ -175,8 +175,10 @@ def counters_raise(month: str, recorded: dict[tuple[str, str], int]) -> int | No
     to those figures where they are below them; how many were raised (None: no Redis, whose
     counters are each web process's own and out of reach here)."""
     client = sync_client()
-    if client is None or not recorded:
-        return None if client is None else 0
+    if client is None:
+        return None
+    if not recorded:
+        return 0
     keys = [_counter(organization, scope, month) for organization, scope in recorded]
     return int(client.eval(_RAISE, len(keys), *keys, _COUNTER_TTL_SECONDS, *recorded.values()))
 
